@@ -1,0 +1,42 @@
+# Two entry points, both idempotent on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TOOLS  := tools
+KENLM_BIN := $(TOOLS)/kenlm/bin
+export PATH := $(abspath $(KENLM_BIN)):$(PATH)
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(VENV)/.installed $(TOOLS)/.system-deps $(KENLM_BIN)/lmplz
+
+# torch first, from the CPU build pip finds locally; GPU users install their CUDA build of torch
+# into .venv before running make (the range in setup.py then installs nothing more).
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+$(TOOLS)/.system-deps: scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
+	mkdir -p $(TOOLS) && touch $@
+
+$(KENLM_BIN)/lmplz: $(TOOLS)/.system-deps $(VENV)/.installed
+	bash scripts/build_kenlm_tools.sh $(TOOLS)/kenlm $(PY)
+
+demo: setup
+	bash examples/demo/run.sh
+
+test: setup
+	$(PY) -m pytest -m "not slow" tests
+
+test-all: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(TOOLS) demo

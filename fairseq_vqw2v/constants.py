@@ -1,0 +1,13 @@
+"""Constants shared by every stage: one place each."""
+
+SAMPLE_RATE = 16000
+"""Audio sample rate in Hz expected by every model (LibriSpeech, WSJ, TIMIT, the embedded corpus)."""
+
+FRAME_STRIDE = 160
+"""Samples per feature frame: the conv encoder's total stride, 10 ms at 16 kHz."""
+
+FRAME_RATE = SAMPLE_RATE // FRAME_STRIDE
+"""Frames (and unit tokens) per second: 100 Hz."""
+
+WORD_BOUNDARY = "|"
+"""Word separator in letter targets (fairseq's `.ltr` convention, also the CTC silence token)."""

@@ -1,0 +1,1 @@
+"""Datasets, manifest reading and checks, masking and label encoding (no fairseq registry code)."""
