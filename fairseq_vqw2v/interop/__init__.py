@@ -1,0 +1,1 @@
+"""Conversion of fairseq reference checkpoints (wav2vec, roberta) into our models."""
