@@ -1,0 +1,217 @@
+"""Quantize manifests into unit token files with a trained vq_wav2vec checkpoint.
+
+    python -m fairseq_vqw2v.cli.quantize --checkpoint checkpoint_best.pt \\
+        --manifest-dir data/manifests --splits train,valid,test --dest data/units [--report]
+
+writes, for every split, ``{split}.src`` (one line of ``i0-i1`` tokens per manifest line, in
+manifest order), copies ``{split}.wrd/.ltr/.phn`` when they exist, and writes one ``dict.txt``
+counting the tokens of all the splits written. ``--report`` adds ``{split}.usage.json`` (distinct
+tokens, code perplexity, bitrate) and ``{split}.usage.png`` (rank-frequency plot).
+
+Sharding: ``--shard i --num-shards n`` quantizes the i-th contiguous n-th of every split into
+``{split}.src.shard{i}of{n}`` (+ ``dict.txt.shard{i}of{n}``), e.g. one process per GPU; once all n
+have finished, ``--merge --num-shards n`` (same ``--dest`` and ``--splits``) joins them into
+``{split}.src`` and ``dict.txt`` and removes the parts.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+from fairseq import checkpoint_utils
+from tqdm import tqdm
+
+from ..checkpoint import load_fairseq_checkpoint
+from ..constants import SAMPLE_RATE
+from ..data.audio_dataset import ManifestAudioDataset
+from ..units import (
+    codebook_shape,
+    codes_to_tokens,
+    encode_batch,
+    plot_code_frequencies,
+    read_dictionary_counts,
+    usage_stats,
+    write_dictionary,
+    write_unit_lines,
+)
+
+logger = logging.getLogger("fairseq_vqw2v.quantize")
+
+LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
+
+
+def load_quantizer(checkpoint: str, device: str):
+    """The checkpoint's model (eval mode, on ``device``) and its task config."""
+    import fairseq_vqw2v  # noqa: F401  (registers our model and task before loading)
+
+    state = load_fairseq_checkpoint(checkpoint)
+    models, cfg, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], state=state)
+    model = models[0].eval().to(device)
+    codebook_shape(model)  # fails early, naming the model, when it does not quantize
+    return model, cfg.task
+
+
+def length_batches(sizes, indices, max_samples):
+    """Groups ``indices`` (longest first) into batches of at most ``max_samples`` padded samples."""
+    order = sorted(indices, key=lambda i: -sizes[i])
+    batches, current = [], []
+    for i in order:
+        # the first item of a batch is its longest: padded size = count x that length
+        if current and (len(current) + 1) * sizes[current[0]] > max_samples:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def quantize_split(model, dataset, indices, max_samples, device, desc):
+    """Tokens of each utterance in ``indices`` -> dict index -> list of tokens."""
+    tokens = {}
+    batches = length_batches(dataset.sizes, indices, max_samples)
+    for batch in tqdm(batches, desc=desc, unit="batch"):
+        collated = dataset.collater([dataset[i] for i in batch])
+        net_input = collated["net_input"]
+        source = net_input["source"].to(device)
+        codes = encode_batch(model, source, net_input["padding_mask"].to(device))
+        for i, c in zip(batch, codes):
+            tokens[i] = codes_to_tokens(c)
+    return tokens
+
+
+def shard_suffix(shard, num_shards):
+    return f".shard{shard}of{num_shards}" if num_shards > 1 else ""
+
+
+def copy_labels(manifest_dir, dest, split):
+    copied = []
+    for ext in LABEL_EXTENSIONS:
+        src = os.path.join(manifest_dir, f"{split}.{ext}")
+        if os.path.exists(src):
+            shutil.copyfile(src, os.path.join(dest, f"{split}.{ext}"))
+            copied.append(ext)
+    return copied
+
+
+def write_report(dest, split, counts, num_vars, groups):
+    stats = usage_stats(counts, num_vars, groups)
+    with open(os.path.join(dest, f"{split}.usage.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+    plot_code_frequencies(counts, os.path.join(dest, f"{split}.usage.png"), f"{split} units")
+    return stats
+
+
+def quantize(args):
+    start = time.time()
+    model, task_cfg = load_quantizer(args.checkpoint, args.device)
+    num_vars, groups = codebook_shape(model)
+    os.makedirs(args.dest, exist_ok=True)
+    suffix = shard_suffix(args.shard, args.num_shards)
+    total, utterances, seconds = Counter(), 0, 0.0
+    for split in args.splits:
+        dataset = ManifestAudioDataset(
+            os.path.join(args.manifest_dir, f"{split}.tsv"),
+            sample_rate=task_cfg.get("sample_rate", SAMPLE_RATE),
+            normalize=task_cfg.get("normalize", False),
+            shuffle=False,
+        )
+        dataset.use_full_utterances()
+        indices = np.array_split(np.arange(len(dataset)), args.num_shards)[args.shard].tolist()
+        max_samples = int(args.batch_size_seconds * dataset.sample_rate)
+        tokens = quantize_split(model, dataset, indices, max_samples, args.device, split)
+        counts = write_unit_lines(
+            os.path.join(args.dest, f"{split}.src{suffix}"), (tokens[i] for i in indices)
+        )
+        total.update(counts)
+        utterances += len(indices)
+        seconds += float(dataset.sizes[indices].sum()) / dataset.sample_rate
+        copy_labels(args.manifest_dir, args.dest, split)
+        if args.report:
+            write_report(args.dest, split + suffix, counts, num_vars, groups)
+    write_dictionary(os.path.join(args.dest, f"dict.txt{suffix}"), total)
+    stats = usage_stats(total, num_vars, groups)
+    print(
+        f"quantized {utterances} utterances ({seconds / 3600:.2f} h) of {','.join(args.splits)} "
+        f"into {stats['tokens']} tokens: {stats['distinct_tokens']} distinct of "
+        f"{stats['possible_tokens']}, code perplexity {stats['code_perplexity']:.1f} of "
+        f"{stats['max_code_perplexity']}, {stats['bitrate']:.0f} bit/s -> {args.dest}{suffix} "
+        f"in {time.time() - start:.1f} s"
+    )
+
+
+def merge(args):
+    """Joins the shard parts of every split, in shard order, and sums their dictionaries."""
+    parts = {
+        name: [os.path.join(args.dest, f"{name}{shard_suffix(i, args.num_shards)}")
+               for i in range(args.num_shards)]
+        for name in [f"{split}.src" for split in args.splits] + ["dict.txt"]
+    }
+    missing = [p for paths in parts.values() for p in paths if not os.path.exists(p)]
+    if missing:
+        raise SystemExit(f"cannot merge: missing shard parts {', '.join(missing)}")
+    lines = 0
+    for split in args.splits:
+        target = os.path.join(args.dest, f"{split}.src")
+        with open(target + ".tmp", "w") as out:
+            for path in parts[f"{split}.src"]:
+                with open(path) as f:
+                    for line in f:
+                        out.write(line)
+                        lines += 1
+        os.replace(target + ".tmp", target)
+    counts = Counter()
+    for path in parts["dict.txt"]:
+        counts.update(read_dictionary_counts(path))
+    write_dictionary(os.path.join(args.dest, "dict.txt"), counts)
+    for paths in parts.values():
+        for path in paths:
+            os.remove(path)
+    print(
+        f"merged {args.num_shards} shards of {','.join(args.splits)}: {lines} lines, "
+        f"{sum(counts.values())} tokens, {len(counts)} distinct -> {args.dest}"
+    )
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", help="vq_wav2vec checkpoint (fairseq-train output)")
+    parser.add_argument("--manifest-dir", help="folder of {split}.tsv and label files")
+    parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits")
+    parser.add_argument("--dest", required=True, help="output folder")
+    parser.add_argument(
+        "--batch-size-seconds", type=float, default=100.0,
+        help="padded seconds of audio per batch",
+    )
+    parser.add_argument("--shard", type=int, default=0, help="this process's shard (0-based)")
+    parser.add_argument("--num-shards", type=int, default=1, help="number of shards")
+    parser.add_argument("--merge", action="store_true", help="join finished shards and exit")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--report", action="store_true", help="usage JSON + frequency plot")
+    args = parser.parse_args(argv)
+    args.splits = [s for s in args.splits.split(",") if s]
+    if not 0 <= args.shard < args.num_shards:
+        parser.error(f"--shard {args.shard} is not in [0, --num-shards {args.num_shards})")
+    if not args.merge and (args.checkpoint is None or args.manifest_dir is None):
+        parser.error("--checkpoint and --manifest-dir are required (except with --merge)")
+    return args
+
+
+def main(argv=None):
+    logging.basicConfig(format="%(levelname)s | %(name)s | %(message)s", level=logging.WARNING)
+    args = parse_args(argv)
+    if args.merge:
+        merge(args)
+    else:
+        quantize(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``span_mlm``: cross-entropy on masked positions, with masked accuracy and perplexity."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fairseq import metrics, utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+
+
+@register_criterion("span_mlm")
+class SpanMlmCriterion(FairseqCriterion):
+    """Loss summed over masked positions (``target != pad``); ``sample_size`` = their number.
+
+    Logged: ``loss`` (base 2 per masked token, as fairseq's masked_lm), ``ppl``, ``accuracy``
+    (percent of masked units predicted exactly).
+    """
+
+    def __init__(self, task):
+        super().__init__(task)
+        self.padding_idx = task.source_dictionary.pad()
+
+    def forward(self, model, sample, reduce=True):
+        target = sample["target"]
+        masked = target.ne(self.padding_idx)
+        logits = model(**sample["net_input"], masked_tokens=masked)
+        targets = target[masked]
+        if targets.numel() == 0:
+            # keeps the graph connected so that every worker runs backward on the same parameters
+            loss = logits.sum() * 0.0
+            correct = 0
+        else:
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+            correct = int((logits.argmax(-1) == targets).sum())
+        sample_size = max(int(targets.numel()), 1)
+        logging_output = {
+            "loss": loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["nsentences"],
+            "sample_size": sample_size,
+            "nmasked": int(targets.numel()),
+            "ncorrect": correct,
+        }
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        nmasked = sum(log.get("nmasked", 0) for log in logging_outputs)
+        ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
+        metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["loss"].avg))
+        metrics.log_scalar("nmasked", nmasked)
+        metrics.log_scalar("ncorrect", ncorrect)
+        metrics.log_derived(
+            "accuracy",
+            lambda meters: round(100.0 * meters["ncorrect"].sum / meters["nmasked"].sum, 3)
+            if meters["nmasked"].sum > 0
+            else float("nan"),
+        )
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

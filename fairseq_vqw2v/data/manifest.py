@@ -1,0 +1,201 @@
+"""fairseq-style audio manifests: reading, writing, label conventions and per-file audio checks.
+
+A manifest ``{split}.tsv`` has the root folder on its first line, then one
+``relative/path<TAB>num_samples`` line per utterance (the format of fairseq's
+``examples/wav2vec/wav2vec_manifest.py``). Label files ``{split}.{ext}`` hold one line per
+utterance, aligned with the manifest lines:
+
+- ``.wrd``: words, normalised by :func:`normalize_words` (lower case letters and apostrophes,
+  one space between words; the one convention of the whole project),
+- ``.ltr``: letters separated by spaces with ``|`` closing every word (fairseq's
+  ``libri_labels.py``), from :func:`words_to_letters`,
+- ``.phn``: space-separated phones.
+"""
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+
+from fairseq_vqw2v.constants import SAMPLE_RATE, WORD_BOUNDARY
+
+# reading whole files in blocks bounds memory on long recordings
+_CHECK_BLOCK = 1 << 20
+
+REASONS = (
+    "unreadable",
+    "empty",
+    "too short",
+    "wrong sample rate",
+    "multi-channel",
+    "non-finite samples",
+)
+"""Every reason :func:`check_audio` can give, in the order the checks run."""
+
+
+class ManifestError(ValueError):
+    """Bad manifest, label or audio input; the message starts with the file (and line) at fault."""
+
+
+@dataclass
+class Manifest:
+    """One parsed ``{split}.tsv``: ``root`` folder and ``entries`` of (relative path, num samples)."""
+
+    path: str
+    root: str
+    entries: List[Tuple[str, int]] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.entries)
+
+    def audio_path(self, i: int) -> str:
+        """Absolute path of entry ``i``."""
+        return os.path.join(self.root, self.entries[i][0])
+
+
+def read_manifest(path: str) -> Manifest:
+    """Parses a manifest; a malformed line raises ``ManifestError("path:line: reason")``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read manifest: {e}") from e
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines or not lines[0].strip():
+        raise ManifestError(f"{path}:1: expected the root folder on the first line")
+    manifest = Manifest(path=path, root=lines[0].strip())
+    for lineno, line in enumerate(lines[1:], start=2):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0]:
+            raise ManifestError(
+                f"{path}:{lineno}: expected 'relative/path<TAB>num_samples', got {line!r}"
+            )
+        try:
+            samples = int(parts[1])
+        except ValueError:
+            samples = -1
+        if samples < 0:
+            raise ManifestError(
+                f"{path}:{lineno}: num_samples must be a non-negative integer, got {parts[1]!r}"
+            )
+        manifest.entries.append((parts[0], samples))
+    return manifest
+
+
+def _label_line(split: str, ext: str, i: int, text: str) -> str:
+    if "\n" in text or "\r" in text:
+        raise ManifestError(f"{split}.{ext}: label {i + 1} contains a line break: {text!r}")
+    return text
+
+
+def write_split(
+    dest_dir: str,
+    split: str,
+    root: str,
+    rows: Sequence[Tuple[str, int]],
+    labels: Optional[Dict[str, Sequence[str]]] = None,
+) -> None:
+    """Writes ``{dest_dir}/{split}.tsv`` and one ``{split}.{ext}`` per label kind, atomically.
+
+    Args:
+        rows: (path relative to ``root``, num samples) per utterance.
+        labels: ext (``wrd``, ``ltr``, ``phn``, ...) -> one string per row, in row order.
+
+    Everything is first written to temporary files in ``dest_dir`` and renamed only once all of
+    them are complete, so an error leaves no half-written manifest behind.
+    """
+    labels = labels or {}
+    for ext, lines in labels.items():
+        if len(lines) != len(rows):
+            raise ManifestError(
+                f"{os.path.join(dest_dir, split + '.' + ext)}: {len(lines)} labels for "
+                f"{len(rows)} manifest rows"
+            )
+    contents = {"tsv": [root] + [f"{p}\t{n}" for p, n in rows]}
+    for p, _ in rows:
+        if "\t" in p or "\n" in p:
+            raise ManifestError(f"{p}: a path in a manifest cannot contain a tab or line break")
+    for ext, lines in labels.items():
+        contents[ext] = [_label_line(split, ext, i, t) for i, t in enumerate(lines)]
+
+    os.makedirs(dest_dir, exist_ok=True)
+    temps = {}
+    try:
+        for ext, lines in contents.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{split}.{ext}.", dir=dest_dir)
+            temps[ext] = tmp
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in lines))
+        for ext, tmp in temps.items():
+            os.replace(tmp, os.path.join(dest_dir, f"{split}.{ext}"))
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+_NOT_WORD_CHAR = re.compile(r"[^a-z' ]+")
+
+
+def normalize_words(text: str) -> str:
+    """Project word convention: lower case, letters a-z and apostrophes only, single spaces.
+
+    Hyphens and other punctuation become spaces (``"Well-known, isn't it?"`` ->
+    ``"well known isn't it"``); apostrophes standing alone are dropped.
+    """
+    words = _NOT_WORD_CHAR.sub(" ", text.lower()).split()
+    return " ".join(w for w in words if w.strip("'"))
+
+
+def words_to_letters(words: str) -> str:
+    """``"hello world"`` -> ``"h e l l o | w o r l d |"`` (fairseq's ``libri_labels.py``)."""
+    return " ".join(" ".join(w) + " " + WORD_BOUNDARY for w in words.split())
+
+
+def receptive_field(conv_layers: Sequence[Tuple[int, int, int]]) -> int:
+    """Samples seen by one output frame of a conv stack of ``(dim, kernel, stride)`` layers.
+
+    A file shorter than this yields no frame at all, so it cannot be used for training.
+    """
+    field_size, jump = 1, 1
+    for _, kernel, stride in conv_layers:
+        field_size += (kernel - 1) * jump
+        jump *= stride
+    return field_size
+
+
+def check_audio(
+    path: str, min_samples: int, sample_rate: int = SAMPLE_RATE
+) -> Tuple[int, Optional[str]]:
+    """Reads a whole audio file and returns ``(num_samples, reason)``; ``reason`` is ``None`` for a
+    usable file, else one of :data:`REASONS`."""
+    try:
+        info = sf.info(path)
+    except Exception:  # soundfile raises RuntimeError, LibsndfileError or OSError
+        return 0, "unreadable"
+    frames = info.frames
+    if frames == 0:
+        return 0, "empty"
+    if frames < min_samples:
+        return frames, "too short"
+    if info.samplerate != sample_rate:
+        return frames, "wrong sample rate"
+    if info.channels != 1:
+        return frames, "multi-channel"
+    try:
+        for block in sf.blocks(path, blocksize=_CHECK_BLOCK, dtype="float32"):
+            if not np.isfinite(block).all():
+                return frames, "non-finite samples"
+    except Exception:
+        return frames, "unreadable"
+    return frames, None
+
+
+def duration_summary(num_samples: Sequence[int], sample_rate: int = SAMPLE_RATE) -> str:
+    """``"12 files, 0.042 h"``: for one-line summaries."""
+    return f"{len(num_samples)} files, {sum(num_samples) / sample_rate / 3600:.3f} h"

@@ -1,0 +1,352 @@
+"""vq-wav2vec (Baevski et al., 2020): conv encoder -> (Gumbel | k-means | no) quantizer -> causal
+conv aggregator -> contrastive prediction of future frames.
+
+The forward output and the ``get_*`` methods are those of fairseq's ``wav2vec`` model, so
+fairseq's ``wav2vec`` criterion and our ``vqw2v_contrastive`` work on either model; parameter
+names follow fairseq's too, up to the explicit mapping in ``fairseq_vqw2v.interop.wav2vec``.
+"""
+
+import argparse
+import logging
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
+from fairseq.models.wav2vec.wav2vec import Wav2VecModel
+from omegaconf import II
+
+from fairseq_vqw2v.modules.contrastive import ContrastivePredictor
+from fairseq_vqw2v.modules.conv_aggregator import ConvAggregator
+from fairseq_vqw2v.modules.conv_encoder import ConvFeatureEncoder
+from fairseq_vqw2v.modules.gumbel_quantizer import GumbelQuantizer
+from fairseq_vqw2v.modules.kmeans_quantizer import KmeansQuantizer
+from fairseq_vqw2v.modules.masked_group_norm import frame_mask
+
+logger = logging.getLogger(__name__)
+
+ACTIVATION_CHOICES = ChoiceEnum(["relu", "gelu"])
+VQ_TYPE_CHOICES = ChoiceEnum(["none", "gumbel", "kmeans"])
+TEMP_SCHEDULE_CHOICES = ChoiceEnum(["exponential", "linear"])
+
+LARGE_ENCODER = "[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2), (512, 1, 1), (512, 1, 1), (512, 1, 1)]"
+LARGE_AGGREGATOR = "[" + ", ".join(f"(512, {k}, 1)" for k in range(2, 14)) + "]"
+
+
+@dataclass
+class VqWav2VecConfig(FairseqDataclass):
+    prediction_steps: int = field(default=12, metadata={"help": "number of future steps to predict"})
+    sample_distance: Optional[int] = field(
+        default=None,
+        metadata={"help": "draw negatives only from the first N frames (fairseq semantics)"},
+    )
+    cross_sample_negatives: int = field(
+        default=0, metadata={"help": "negatives drawn from any utterance of the batch"}
+    )
+    num_negatives: int = field(default=10, metadata={"help": "negatives drawn from the same utterance"})
+    conv_feature_layers: str = field(
+        default=LARGE_ENCODER,
+        metadata={"help": "encoder conv layers [(dim, kernel, stride), ...]; stride product 160"},
+    )
+    conv_aggregator_layers: str = field(
+        default=LARGE_AGGREGATOR,
+        metadata={"help": "aggregator conv layers [(dim, kernel, stride), ...]"},
+    )
+    dropout: float = field(default=0.0, metadata={"help": "dropout in the aggregator and predictions"})
+    dropout_features: float = field(default=0.0, metadata={"help": "dropout on the (quantized) features"})
+    dropout_agg: float = field(default=0.0, metadata={"help": "dropout on the aggregator output"})
+    no_conv_bias: bool = field(default=False, metadata={"help": "no bias in the aggregator convs"})
+    agg_zero_pad: bool = field(
+        default=False, metadata={"help": "zero instead of replication padding in the aggregator"}
+    )
+    skip_connections_feat: bool = field(
+        default=False, metadata={"help": "skip connections in the encoder"}
+    )
+    skip_connections_agg: bool = field(
+        default=True, metadata={"help": "skip connections in the aggregator"}
+    )
+    residual_scale: float = field(default=0.5, metadata={"help": "residuals are scaled by sqrt(value)"})
+    log_compression: bool = field(default=True, metadata={"help": "log(|x| + 1) on the encoder output"})
+    balanced_classes: bool = field(
+        default=False, metadata={"help": "weight negatives by 1/num_negatives in the BCE loss"}
+    )
+    non_affine_group_norm: bool = field(default=False, metadata={"help": "group norms without affine"})
+    offset: str = field(
+        default="auto",
+        metadata={"help": "first predicted frame; 'auto' = ceil(encoder receptive field / stride)"},
+    )
+    activation: ACTIVATION_CHOICES = field(default="relu", metadata={"help": "activation function"})
+    vq_type: VQ_TYPE_CHOICES = field(
+        default="none", metadata={"help": "quantizer: none (continuous wav2vec), gumbel or kmeans"}
+    )
+    vq_vars: int = field(default=320, metadata={"help": "codewords per group (V)"})
+    vq_groups: int = field(default=2, metadata={"help": "number of groups (G)"})
+    vq_dim: int = field(default=0, metadata={"help": "quantized vector size; 0 = encoder dim"})
+    vq_depth: int = field(default=1, metadata={"help": "layers of the Gumbel logit projection"})
+    combine_groups: bool = field(default=False, metadata={"help": "one codebook shared by the groups"})
+    vq_temp: Tuple[float, float, float] = field(
+        default=(2.0, 0.5, 0.999995),
+        metadata={"help": "Gumbel temperature (start, end, decay); decay is used only by 'exponential'"},
+    )
+    temp_schedule: TEMP_SCHEDULE_CHOICES = field(
+        default="exponential",
+        metadata={
+            "help": "exponential: max(start * decay^update, end) (fairseq); linear: start -> end over "
+            "temp_anneal_fraction * max_update updates, then end (paper)"
+        },
+    )
+    temp_anneal_fraction: float = field(
+        default=0.7, metadata={"help": "share of max_update the linear schedule anneals over"}
+    )
+    vq_gamma: float = field(default=0.25, metadata={"help": "k-means commitment loss weight"})
+    infonce: bool = II("criterion.infonce")
+    max_update: int = II("optimization.max_update")
+    compile: bool = field(
+        default=False, metadata={"help": "torch.compile the conv stacks (GPU only; no-op on CPU)"}
+    )
+    bf16: bool = field(
+        default=False, metadata={"help": "bf16 autocast in forward (GPU only; no-op on CPU)"}
+    )
+
+
+def _resolved(value, default):
+    """Config values still holding an unresolved ``${...}`` interpolation (a config built outside
+    fairseq-train, with no criterion/optimization section) fall back to ``default``."""
+    if isinstance(value, str) and value.startswith("${"):
+        return default
+    return value
+
+
+def receptive_field_offset(layers: List[Tuple[int, int, int]]) -> int:
+    """fairseq's ``offset=auto``: ceil(receptive field / total stride) of the encoder."""
+    jump = receptive = 0
+    for _, kernel, stride in layers:
+        if receptive == 0:
+            receptive = kernel
+        receptive = receptive + (kernel - 1) * jump
+        jump = stride if jump == 0 else jump * stride
+    return math.ceil(receptive / jump)
+
+
+def _parse_layers(spec: str, name: str) -> List[Tuple[int, int, int]]:
+    try:
+        layers = eval(spec, {"__builtins__": {}})  # fairseq's format is a Python literal
+        return [tuple(int(v) for v in layer) for layer in layers]
+    except Exception as e:
+        raise ValueError(f"{name}: expected [(dim, kernel, stride), ...], got {spec!r} ({e})")
+
+
+@register_model("vq_wav2vec", dataclass=VqWav2VecConfig)
+class VqWav2VecModel(BaseFairseqModel):
+    """Input B x T raw 16 kHz audio; frames every 160 samples with the standard encoder."""
+
+    def __init__(self, cfg: VqWav2VecConfig):
+        super().__init__()
+        self.cfg = cfg
+        activation = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
+        affine = not cfg.non_affine_group_norm
+        encoder_layers = _parse_layers(cfg.conv_feature_layers, "conv_feature_layers")
+        aggregator_layers = _parse_layers(cfg.conv_aggregator_layers, "conv_aggregator_layers")
+        embed = encoder_layers[-1][0]
+
+        self.feature_extractor = ConvFeatureEncoder(
+            encoder_layers, 0.0, cfg.log_compression, cfg.skip_connections_feat,
+            cfg.residual_scale, affine, activation,
+        )
+        vq_dim = cfg.vq_dim if cfg.vq_dim > 0 else embed
+        self.vector_quantizer = None
+        if cfg.vq_type == "gumbel":
+            max_update = _resolved(cfg.max_update, 0) or 0
+            self.vector_quantizer = GumbelQuantizer(
+                dim=embed, num_vars=cfg.vq_vars, temp=cfg.vq_temp, groups=cfg.vq_groups,
+                combine_groups=cfg.combine_groups, vq_dim=vq_dim, time_first=False,
+                activation=activation, weight_proj_depth=cfg.vq_depth, weight_proj_factor=2,
+                schedule=cfg.temp_schedule,
+                anneal_updates=int(cfg.temp_anneal_fraction * max_update),
+            )
+        elif cfg.vq_type == "kmeans":
+            self.vector_quantizer = KmeansQuantizer(
+                dim=embed, num_vars=cfg.vq_vars, groups=cfg.vq_groups,
+                combine_groups=cfg.combine_groups, vq_dim=vq_dim, gamma=cfg.vq_gamma,
+            )
+        elif cfg.vq_type not in ("none", None):
+            raise ValueError(f"unknown vq_type {cfg.vq_type!r}")
+
+        self.feature_aggregator = ConvAggregator(
+            aggregator_layers, embed=vq_dim, dropout=cfg.dropout,
+            skip_connections=cfg.skip_connections_agg, residual_scale=cfg.residual_scale,
+            affine_group_norm=affine, conv_bias=not cfg.no_conv_bias, zero_pad=cfg.agg_zero_pad,
+            activation=activation,
+        )
+        offset = receptive_field_offset(encoder_layers) if cfg.offset == "auto" else int(cfg.offset)
+        self.wav2vec_predictions = ContrastivePredictor(
+            in_dim=aggregator_layers[-1][0], out_dim=vq_dim,
+            prediction_steps=cfg.prediction_steps, num_negatives=cfg.num_negatives,
+            cross_sample_negatives=cfg.cross_sample_negatives,
+            sample_distance=cfg.sample_distance, dropout=cfg.dropout, offset=offset,
+            balanced_classes=cfg.balanced_classes, infonce=bool(_resolved(cfg.infonce, False)),
+        )
+        self.dropout_feats = nn.Dropout(p=cfg.dropout_features)
+        self.dropout_agg = nn.Dropout(p=cfg.dropout_agg)
+        self.bf16 = cfg.bf16
+        self._setup_gpu_flags(cfg)
+
+    def _setup_gpu_flags(self, cfg):
+        if not (cfg.compile or cfg.bf16):
+            return
+        if not torch.cuda.is_available():
+            logger.info("compile/bf16 are GPU options; running uncompiled in fp32 on CPU")
+            self.bf16 = False
+            return
+        if cfg.compile:
+            self.feature_extractor = torch.compile(self.feature_extractor, dynamic=True)
+            self.feature_aggregator = torch.compile(self.feature_aggregator, dynamic=True)
+
+    @classmethod
+    def build_model(cls, cfg: VqWav2VecConfig, task=None):
+        return cls(cfg)
+
+    def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        """B sample counts -> B frame counts (frames fully inside the audio)."""
+        return self.feature_extractor.output_lengths(input_lengths)
+
+    def _input_lengths(self, source, padding_mask):
+        if padding_mask is None or not bool(padding_mask.any()):
+            return None
+        return (~padding_mask).long().sum(1)
+
+    def _features(self, source, padding_mask, produce_targets):
+        """Encoder + quantizer: (z, quantizer result or None, frame lengths or None)."""
+        lengths = self._input_lengths(source, padding_mask)
+        z, frame_lengths = self.feature_extractor(source, lengths)
+        if self.vector_quantizer is None:
+            return z, None, frame_lengths
+        mask = None if frame_lengths is None else frame_mask(frame_lengths, z.size(-1))
+        q_res = self.vector_quantizer(z, produce_targets=produce_targets, frame_mask=mask)
+        return z, q_res, frame_lengths
+
+    def forward(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        """source: B x T audio; padding_mask: B x T bool, True = padding.
+
+        Returns fairseq ``Wav2VecModel``'s dict (``cpc_logits``, ``cpc_targets`` and the
+        quantizer's ``num_vars``, ``code_perplexity``, ``prob_perplexity``/``kmeans_loss``,
+        ``temp``) plus ``codes`` (B x T' x G long) when quantizing.
+        """
+        with torch.autocast(source.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            result = {}
+            z, q_res, frame_lengths = self._features(source, padding_mask, produce_targets=True)
+            features = z
+            if q_res is not None:
+                features = q_res.pop("x")
+                result["codes"] = q_res.pop("targets")
+                result.update(q_res)
+            x = self.dropout_agg(self.feature_aggregator(self.dropout_feats(features), frame_lengths))
+            result["cpc_logits"], result["cpc_targets"] = self.wav2vec_predictions(
+                x, features, frame_lengths
+            )
+        return result
+
+    @torch.no_grad()
+    def extract_features(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
+        """-> dict ``z`` (B x C x T'), ``q`` (B x C x T'; ``z`` without VQ), ``idx`` (B x T' x G
+        long; only with VQ), ``c`` (B x C x T'), and ``padding_mask`` (B x T' bool, True = padding)
+        when a padding mask was given."""
+        z, q_res, frame_lengths = self._features(source, padding_mask, produce_targets=True)
+        out = {"z": z, "q": z}
+        if q_res is not None:
+            out["q"], out["idx"] = q_res["x"], q_res["targets"]
+        out["c"] = self.feature_aggregator(out["q"], frame_lengths)
+        if padding_mask is not None:
+            lengths = self.output_lengths((~padding_mask).long().sum(1))
+            out["padding_mask"] = ~frame_mask(lengths, z.size(-1))
+        return out
+
+    def max_positions(self):
+        return None
+
+    # fairseq's criteria read model outputs through these; share fairseq's own implementations
+    get_logits = Wav2VecModel.get_logits
+    get_targets = Wav2VecModel.get_targets
+    get_target_weights = Wav2VecModel.get_target_weights
+    get_extra_losses = Wav2VecModel.get_extra_losses
+
+
+def arch_config(arch: str, **overrides) -> VqWav2VecConfig:
+    """The config of a registered arch, for building models outside fairseq-train.
+
+    ``infonce`` and ``max_update`` default to False / 0 unless given (fairseq-train takes them
+    from the criterion and optimization sections).
+    """
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    if arch not in ARCH_CONFIG_REGISTRY or not arch.startswith("vq_wav2vec"):
+        raise ValueError(f"unknown vq_wav2vec arch {arch!r}")
+    args = argparse.Namespace(**overrides)
+    ARCH_CONFIG_REGISTRY[arch](args)
+    values = {"infonce": False, "max_update": 0}
+    values.update(
+        {f.name: getattr(args, f.name) for f in fields(VqWav2VecConfig) if hasattr(args, f.name)}
+    )
+    return VqWav2VecConfig(**values)
+
+
+# Archs only set fields left unset on the command line / in the config (fairseq convention).
+def _set_defaults(cfg, **defaults):
+    for name, value in defaults.items():
+        setattr(cfg, name, getattr(cfg, name, value))
+
+
+@register_model_architecture("vq_wav2vec", "vq_wav2vec_gumbel")
+def vq_wav2vec_gumbel(cfg):
+    """fairseq README's vq-wav2vec Gumbel recipe (34.1 M params, as the released vq-wav2vec.pt)."""
+    _set_defaults(
+        cfg,
+        conv_feature_layers=LARGE_ENCODER,
+        conv_aggregator_layers=LARGE_AGGREGATOR,
+        activation="gelu",
+        offset="auto",
+        skip_connections_agg=True,
+        residual_scale=0.5,
+        vq_type="gumbel",
+        vq_groups=2,
+        vq_depth=2,
+        combine_groups=True,
+        vq_vars=320,
+        vq_temp=(2.0, 0.5, 0.999995),
+        prediction_steps=12,
+        num_negatives=10,
+        cross_sample_negatives=0,
+    )
+
+
+@register_model_architecture("vq_wav2vec", "vq_wav2vec_kmeans")
+def vq_wav2vec_kmeans(cfg):
+    """The README recipe with only ``vq_type=kmeans`` changed, as the README instructs (so groups
+    share one codebook, ``combine_groups``): 33.0 M params, as vq-wav2vec_kmeans.pt."""
+    _set_defaults(cfg, vq_type="kmeans")
+    vq_wav2vec_gumbel(cfg)
+
+
+@register_model_architecture("vq_wav2vec", "vq_wav2vec_small")
+def vq_wav2vec_small(cfg):
+    """The paper's ablation model: 5-layer encoder, 7 aggregator layers of kernel 3, 512 ch."""
+    _set_defaults(
+        cfg,
+        conv_feature_layers="[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2)]",
+        conv_aggregator_layers="[" + ", ".join(["(512, 3, 1)"] * 7) + "]",
+    )
+    vq_wav2vec_gumbel(cfg)
+
+
+@register_model_architecture("vq_wav2vec", "vq_wav2vec_tiny")
+def vq_wav2vec_tiny(cfg):
+    """128 channels, 5 encoder + 5 aggregator convs, 2 x 320 Gumbel codes: for the CPU demo."""
+    _set_defaults(
+        cfg,
+        conv_feature_layers="[(128, 10, 5), (128, 8, 4), (128, 4, 2), (128, 4, 2), (128, 4, 2)]",
+        conv_aggregator_layers="[(128, 2, 1), (128, 3, 1), (128, 4, 1), (128, 5, 1), (128, 6, 1)]",
+    )
+    vq_wav2vec_gumbel(cfg)

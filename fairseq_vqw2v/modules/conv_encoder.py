@@ -1,0 +1,84 @@
+"""Convolutional feature encoder of wav2vec / vq-wav2vec: raw audio -> frame features."""
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .masked_group_norm import MaskedGroupNorm
+
+
+def conv_output_lengths(lengths: torch.Tensor, layers: List[Tuple[int, int, int]]) -> torch.Tensor:
+    """Frames that each unpadded conv layer keeps: ``floor((L - k) / s) + 1`` per layer."""
+    for _, kernel, stride in layers:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths
+
+
+class ConvEncoderBlock(nn.Module):
+    """conv (no bias) -> dropout -> GroupNorm(1) -> activation; B x C_in x T -> B x C_out x T'."""
+
+    def __init__(self, n_in, n_out, kernel, stride, dropout, affine, activation):
+        super().__init__()
+        self.conv = nn.Conv1d(n_in, n_out, kernel, stride=stride, bias=False)
+        self.dropout = nn.Dropout(p=dropout)
+        self.norm = MaskedGroupNorm(1, n_out, affine=affine)
+        self.activation = activation
+
+    def forward(self, x, lengths=None):
+        return self.activation(self.norm(self.dropout(self.conv(x)), lengths))
+
+
+class ConvFeatureEncoder(nn.Module):
+    """Strided conv stack with optional log compression ``log(|x| + 1)``.
+
+    Args:
+        conv_layers: ``[(dim, kernel, stride), ...]``
+        skip_connections: add the (subsampled) input of a layer to its output where dims match,
+            scaled by ``sqrt(residual_scale)``
+    """
+
+    def __init__(
+        self,
+        conv_layers: List[Tuple[int, int, int]],
+        dropout: float,
+        log_compression: bool,
+        skip_connections: bool,
+        residual_scale: float,
+        affine_group_norm: bool,
+        activation: nn.Module,
+    ):
+        super().__init__()
+        self.layer_specs = list(conv_layers)
+        self.conv_layers = nn.ModuleList()
+        in_dim = 1
+        for dim, kernel, stride in conv_layers:
+            self.conv_layers.append(
+                ConvEncoderBlock(in_dim, dim, kernel, stride, dropout, affine_group_norm, activation)
+            )
+            in_dim = dim
+        self.log_compression = log_compression
+        self.skip_connections = skip_connections
+        self.residual_scale = math.sqrt(residual_scale)
+
+    def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_lengths(input_lengths, self.layer_specs)
+
+    def forward(
+        self, source: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """B x T audio (+ B sample counts) -> B x C x T' features (+ B frame counts)."""
+        x = source.unsqueeze(1)
+        for spec, block in zip(self.layer_specs, self.conv_layers):
+            if lengths is not None:
+                lengths = conv_output_lengths(lengths, [spec])
+            residual = x
+            x = block(x, lengths)
+            if self.skip_connections and x.size(1) == residual.size(1):
+                tsz = x.size(2)
+                residual = residual[..., :: residual.size(2) // tsz][..., :tsz]
+                x = (x + residual) * self.residual_scale
+        if self.log_compression:
+            x = (x.abs() + 1).log()
+        return x, lengths

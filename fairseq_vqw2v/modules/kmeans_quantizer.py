@@ -1,0 +1,88 @@
+"""Online k-means vector quantizer of vq-wav2vec (straight-through gradient)."""
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from .gumbel_quantizer import perplexity
+from .masked_group_norm import MaskedGroupNorm
+
+
+class KmeansQuantizer(nn.Module):
+    """Grouped 1x1 conv + GroupNorm(G), then the nearest of V codewords per group by L2.
+
+    Same parameters and outputs as fairseq's ``KmeansVectorQuantizer`` (``embedding`` V x G' x D,
+    ``projection`` conv, ``norm``), but distances come from ``torch.cdist`` (exact differences,
+    no V x B x T x G x D tensor), and an optional frame mask keeps padded frames out of the
+    perplexity and the loss. Input/output B x C x T.
+
+    ``kmeans_loss`` = ||sg(z) - z_q||^2 + gamma * ||z - sg(z_q)||^2 (mean squared error).
+    """
+
+    def __init__(self, dim, num_vars, groups, combine_groups, vq_dim, gamma=0.25):
+        super().__init__()
+        if vq_dim % groups != 0:
+            raise ValueError(f"vq_dim {vq_dim} must be divisible by groups {groups}")
+        if vq_dim != dim:
+            # fairseq's k-means quantizer ignores vq_dim too; the projection keeps the input dim
+            raise ValueError(f"k-means quantizer needs vq_dim == input dim ({vq_dim} != {dim})")
+        self.groups = groups
+        self.combine_groups = combine_groups
+        self.num_vars = num_vars
+        self.var_dim = vq_dim // groups
+        self.gamma = gamma
+        self.embedding = nn.Parameter(
+            0.01 * torch.randn(num_vars, 1 if combine_groups else groups, self.var_dim)
+        )
+        self.projection = nn.Conv1d(dim, dim, kernel_size=1, groups=groups, bias=False)
+        self.norm = MaskedGroupNorm(groups, dim)
+
+    @property
+    def expand_embedding(self) -> torch.Tensor:
+        """V x G x D codebook."""
+        return self.embedding.expand(self.num_vars, self.groups, self.var_dim)
+
+    def forward_idx(self, x):
+        res = self.forward(x, produce_targets=True)
+        return res["x"], res["targets"]
+
+    def forward(self, x, produce_targets=False, frame_mask: Optional[torch.Tensor] = None):
+        """x: B x C x T; frame_mask: B x T bool, True = valid."""
+        result = {"num_vars": self.num_vars}
+        bsz, _, tsz = x.shape
+        lengths = None if frame_mask is None else frame_mask.sum(1)
+        ze = self.norm(self.projection(x), lengths)
+        ze_groups = ze.view(bsz, self.groups, self.var_dim, tsz).permute(1, 0, 3, 2)  # G x B x T x D
+        codebook = self.expand_embedding.transpose(0, 1)  # G x V x D
+        dist = torch.cdist(
+            ze_groups.reshape(self.groups, bsz * tsz, self.var_dim).float(),
+            codebook.float(),
+            compute_mode="donot_use_mm_for_euclid_dist",
+        )
+        idx = dist.argmin(dim=-1).view(self.groups, bsz, tsz).permute(1, 2, 0)  # B x T x G
+        zq = torch.stack(
+            [self.expand_embedding[idx[..., g], g] for g in range(self.groups)], dim=-2
+        ).view(bsz, tsz, -1).transpose(1, 2)
+        result["x"] = zq.detach() + (ze - ze.detach())
+
+        with torch.no_grad():
+            valid_idx = idx.reshape(-1, self.groups)
+            if frame_mask is not None:
+                valid_idx = valid_idx[frame_mask.reshape(-1)]
+            probs = nn.functional.one_hot(valid_idx, self.num_vars).float().mean(dim=0)
+            result["code_perplexity"] = perplexity(probs)
+        if produce_targets:
+            result["targets"] = idx
+
+        ze, zq = ze.float(), zq.float()
+        if frame_mask is None:
+            latent = (zq - ze.detach()).square().mean()
+            commitment = (ze - zq.detach()).square().mean()
+        else:
+            mask = frame_mask.unsqueeze(1).float()
+            denom = mask.sum() * ze.size(1)
+            latent = ((zq - ze.detach()).square() * mask).sum() / denom
+            commitment = ((ze - zq.detach()).square() * mask).sum() / denom
+        result["kmeans_loss"] = latent + self.gamma * commitment
+        return result

@@ -1,0 +1,109 @@
+"""``unit_mlm``: masked-LM training on discrete units with the paper's span masking."""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from omegaconf import II, MISSING
+
+from fairseq.data import Dictionary
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+
+from ..data.span_mask import SEMANTICS
+from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class UnitMlmConfig(FairseqDataclass):
+    data: str = field(
+        default=MISSING,
+        metadata={
+            "help": "folder with dict.txt and {split}.src unit files (or fairseq binarized "
+            "{split}.bin/.idx from fairseq-preprocess --only-source --srcdict dict.txt)"
+        },
+    )
+    tokens_per_sample: int = field(
+        default=512,
+        metadata={"help": "longest sample in tokens, framing included; longer utterances are "
+                  "cropped (a random window in training, the start otherwise)"},
+    )
+    frame: bool = field(
+        default=True, metadata={"help": "wrap each utterance as <s> units </s>"}
+    )
+    mask_semantics: ChoiceEnum(SEMANTICS) = field(
+        default="paper",
+        metadata={"help": "paper: mask_prob is the probability of a span start; fairseq: "
+                  "masked_lm's rule, num spans = mask_prob * length / mask_length"},
+    )
+    mask_prob: float = field(
+        default=0.05, metadata={"help": "span start probability (paper) or masked_lm's mask_prob"}
+    )
+    mask_length: int = field(default=10, metadata={"help": "tokens per masked span (M)"})
+    mask_stdev: float = field(
+        default=0.0, metadata={"help": "stdev of the span length (masked_lm's mask_stdev)"}
+    )
+    leave_unmasked_prob: float = field(
+        default=0.0, metadata={"help": "share of masked positions left unchanged (BERT: 0.1)"}
+    )
+    random_token_prob: float = field(
+        default=0.0, metadata={"help": "share of masked positions given a random unit (BERT: 0.1)"}
+    )
+    seed: int = II("common.seed")
+
+
+@register_task("unit_mlm", dataclass=UnitMlmConfig)
+class UnitMlmTask(FairseqTask):
+    """One utterance per sample; the dictionary is ``dict.txt`` plus ``<mask>`` (as masked_lm,
+    so a model trained by either task has the same vocabulary)."""
+
+    cfg: UnitMlmConfig
+
+    def __init__(self, cfg: UnitMlmConfig, dictionary: Dictionary):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+        self.mask_idx = dictionary.add_symbol("<mask>")
+
+    @classmethod
+    def setup_task(cls, cfg: UnitMlmConfig, **kwargs):
+        path = os.path.join(cfg.data, "dict.txt")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
+        dictionary = Dictionary.load(path)
+        logger.info(f"unit dictionary: {len(dictionary)} types")
+        return cls(cfg, dictionary)
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        units = load_units(self.cfg.data, split, self.dictionary)
+        # fairseq does not tell a task which split trains; its convention is the name "train*"
+        train = split.startswith("train")
+        self.datasets[split] = SpanMaskedUnitDataset(
+            units,
+            self.dictionary,
+            self.mask_idx,
+            tokens_per_sample=self.cfg.tokens_per_sample,
+            seed=self.cfg.seed,
+            mask_prob=self.cfg.mask_prob,
+            mask_length=self.cfg.mask_length,
+            mask_stdev=self.cfg.mask_stdev,
+            mask_semantics=self.cfg.mask_semantics,
+            leave_unmasked_prob=self.cfg.leave_unmasked_prob,
+            random_token_prob=self.cfg.random_token_prob,
+            frame=self.cfg.frame,
+            random_crop=train,
+            shuffle=train,
+        )
+        logger.info(f"{split}: {len(units)} utterances, {int(units.sizes.sum())} units")
+
+    @property
+    def source_dictionary(self):
+        return self.dictionary
+
+    @property
+    def target_dictionary(self):
+        return self.dictionary
+
+    def max_positions(self):
+        return self.cfg.tokens_per_sample

@@ -1,0 +1,181 @@
+"""What every manifest prep script shares: arguments, per-file checks, skipping, atomic writing.
+
+A prep script only lists its utterances per split (:class:`Utterance`: audio file, labels, or a
+reason it is unusable, such as a missing transcript) and hands them to :func:`write_manifests`,
+which checks every audio file (:func:`fairseq_vqw2v.data.manifest.check_audio`, in a process pool
+when there are many), then either
+
+- stops at the first bad file with ``ManifestError("path: reason")`` before anything is written
+  (the CLI prints ``error: ...`` and exits 2), or
+- with ``--skip-bad``, leaves bad files out, lists them in ``{dest}/{split}.skipped``
+  (``path<TAB>reason``) and prints a count per reason,
+
+and finally writes every split (``{split}.tsv`` and its label files) and a one-line summary.
+"""
+
+import argparse
+import ast
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import soundfile as sf
+from tqdm import tqdm
+
+from fairseq_vqw2v.constants import SAMPLE_RATE
+from fairseq_vqw2v.data.manifest import (
+    ManifestError,
+    check_audio,
+    duration_summary,
+    receptive_field,
+    write_split,
+)
+from fairseq_vqw2v.models.vq_wav2vec import LARGE_ENCODER
+
+DEFAULT_MIN_SAMPLES = receptive_field(ast.literal_eval(LARGE_ENCODER))
+"""Receptive field of the default vq-wav2vec encoder (465 samples): shorter files give no frame."""
+
+# below this many files, starting worker processes costs more than it saves
+_POOL_MIN_FILES = 64
+
+MISSING_TRANSCRIPT = "missing transcript"
+EMPTY_TRANSCRIPT = "empty transcript"
+
+
+@dataclass
+class Utterance:
+    """One audio file of a split.
+
+    Attributes:
+        path: the audio file.
+        labels: label ext (``wrd``, ``ltr``, ``phn``) -> one line of labels.
+        reason: why the utterance cannot be used before its audio is even read (e.g.
+            :data:`MISSING_TRANSCRIPT`), else ``None``.
+    """
+
+    path: str
+    labels: Optional[Dict[str, str]] = None
+    reason: Optional[str] = None
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of every prep script: output folder, checks and skipping."""
+    parser.add_argument("--dest", required=True, help="output folder of {split}.tsv and labels")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unusable files (listed in {dest}/{split}.skipped) instead of failing",
+    )
+    parser.add_argument(
+        "--min-samples",
+        type=int,
+        default=DEFAULT_MIN_SAMPLES,
+        help="shorter files are unusable (default: receptive field of the vq-wav2vec encoder, "
+        f"{DEFAULT_MIN_SAMPLES} samples)",
+    )
+    parser.add_argument(
+        "--sample-rate", type=int, default=SAMPLE_RATE, help="every file must have this rate"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes reading audio files for the checks",
+    )
+
+
+def _check_one(job: Tuple[str, int, int]) -> Tuple[int, Optional[str]]:
+    return check_audio(*job)
+
+
+def check_all(
+    paths: Sequence[str], min_samples: int, sample_rate: int, workers: int
+) -> List[Tuple[int, Optional[str]]]:
+    """``check_audio`` on every path, in order, with a progress bar."""
+    jobs = [(p, min_samples, sample_rate) for p in paths]
+    bar = dict(total=len(jobs), desc="checking audio", unit="file", file=sys.stderr)
+    if workers <= 1 or len(jobs) < _POOL_MIN_FILES:
+        return [_check_one(j) for j in tqdm(jobs, **bar)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(_check_one, jobs, chunksize=16), **bar))
+
+
+def _explain(path: str, samples: int, reason: str, min_samples: int, sample_rate: int) -> str:
+    """The reason with the numbers a user needs to act on it."""
+    if reason == "too short":
+        return f"too short ({samples} samples, need at least {min_samples})"
+    if reason == "wrong sample rate":
+        return f"wrong sample rate ({sf.info(path).samplerate} Hz, expected {sample_rate})"
+    if reason == "multi-channel":
+        return f"multi-channel ({sf.info(path).channels} channels, expected 1)"
+    return reason
+
+
+def skip_summary(reasons: Sequence[str]) -> str:
+    """``"skipped 3 files: 2 too short, 1 wrong sample rate"`` (most frequent reason first)."""
+    counts = Counter(reasons).most_common()
+    detail = ", ".join(f"{n} {reason}" for reason, n in counts)
+    return f"skipped {len(reasons)} file{'s' if len(reasons) != 1 else ''}" + (
+        f": {detail}" if detail else ""
+    )
+
+
+def write_manifests(args: argparse.Namespace, root: str, splits: Dict[str, List[Utterance]]) -> str:
+    """Checks every utterance of every split, then writes the splits; returns the summary line.
+
+    Without ``args.skip_bad`` the first unusable file raises ``ManifestError`` and nothing is
+    written, not even the splits that were fine.
+    """
+    root = os.path.realpath(root)
+    to_check = [u.path for utts in splits.values() for u in utts if u.reason is None]
+    results = iter(check_all(to_check, args.min_samples, args.sample_rate, args.workers))
+
+    kept: Dict[str, List[Tuple[Utterance, int]]] = {}
+    skipped: Dict[str, List[Tuple[str, str]]] = {}
+    for split, utts in splits.items():
+        kept[split], skipped[split] = [], []
+        for utt in utts:
+            samples, reason = (0, utt.reason) if utt.reason else next(results)
+            if reason is None:
+                kept[split].append((utt, samples))
+            elif args.skip_bad:
+                skipped[split].append((utt.path, reason))
+            else:
+                detail = _explain(utt.path, samples, reason, args.min_samples, args.sample_rate)
+                raise ManifestError(f"{utt.path}: {detail}")
+
+    written = []
+    for split, rows in kept.items():
+        exts = sorted({ext for utt, _ in rows for ext in (utt.labels or {})})
+        labels = {ext: [(utt.labels or {}).get(ext, "") for utt, _ in rows] for ext in exts}
+        manifest_rows = [
+            (os.path.relpath(os.path.realpath(utt.path), root), samples) for utt, samples in rows
+        ]
+        write_split(args.dest, split, root, manifest_rows, labels)
+        skipped_path = os.path.join(args.dest, f"{split}.skipped")
+        if skipped[split]:
+            with open(skipped_path, "w", encoding="utf-8") as f:
+                f.writelines(f"{path}\t{reason}\n" for path, reason in skipped[split])
+        elif os.path.exists(skipped_path):
+            os.remove(skipped_path)  # from an earlier run: would describe files now present
+        written.append(f"{split} ({duration_summary([n for _, n in rows])})")
+
+    summary = f"wrote {', '.join(written)} to {args.dest}"
+    all_skipped = [reason for s in skipped.values() for _, reason in s]
+    if all_skipped:
+        summary += f"; {skip_summary(all_skipped)}"
+    return summary
+
+
+def run_cli(main: Callable[[Optional[Sequence[str]]], str], argv=None) -> None:
+    """Runs a prep script's ``main(argv) -> summary``: prints the summary, or ``error: ...`` on
+    stderr and exit status 2 for bad input."""
+    try:
+        summary = main(argv)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(summary)

@@ -1,0 +1,81 @@
+"""unit_bert model: shapes, padding invariance, masked-only head, layers, archs."""
+
+import argparse
+
+import pytest
+import torch
+
+from fairseq.models import ARCH_MODEL_REGISTRY, ARCH_CONFIG_REGISTRY
+
+from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
+
+PAD = 1
+
+
+def _model(**kwargs):
+    cfg = UnitBertConfig(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                         encoder_attention_heads=4, max_positions=40, **kwargs)
+    torch.manual_seed(0)
+    return UnitBertModel(cfg, vocab_size=30, padding_idx=PAD).eval()
+
+
+def test_padding_does_not_change_outputs():
+    model = _model()
+    a = torch.randint(4, 30, (1, 12))
+    b = torch.randint(4, 30, (1, 20))
+    batch = torch.full((2, 20), PAD)
+    batch[0, :12], batch[1] = a[0], b[0]
+    with torch.no_grad():
+        out = model(batch)
+        assert out.shape == (2, 20, 30)
+        torch.testing.assert_close(out[0, :12], model(a)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[1], model(b)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_masked_tokens_select_rows_of_full_logits():
+    model = _model()
+    tokens = torch.randint(4, 30, (3, 16))
+    masked = torch.rand(3, 16) < 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, masked_tokens=masked), model(tokens)[masked])
+
+
+def test_layer_features_and_bounds():
+    model = _model()
+    tokens = torch.randint(4, 30, (2, 10))
+    with torch.no_grad():
+        last = model.extract_features(tokens)
+        first = model.extract_features(tokens, layer=1)
+        _, states = model.encoder(tokens, return_all=True)
+    assert last.shape == first.shape == (2, 10, 32)
+    torch.testing.assert_close(first, states[1])
+    torch.testing.assert_close(last, states[2])
+    with pytest.raises(ValueError, match="layer must be in 1..2"):
+        model.extract_features(tokens, layer=3)
+    with pytest.raises(ValueError, match="max_positions=40"):
+        model(torch.randint(4, 30, (1, 41)))
+
+
+def test_gradients_reach_all_parameters():
+    model = _model().train()
+    tokens = torch.randint(4, 30, (2, 16))
+    model(tokens, masked_tokens=tokens > 15).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    "arch,layers,dim,ffn,heads,dropout",
+    [("unit_bert_large", 24, 1024, 4096, 16, 0.1), ("unit_bert_base", 12, 768, 3072, 12, 0.1),
+     ("unit_bert_small", 12, 512, 2048, 8, 0.05), ("unit_bert_tiny", 2, 128, 512, 4, 0.05)],
+)
+def test_archs_set_paper_sizes_but_keep_command_line_values(arch, layers, dim, ffn, heads, dropout):
+    assert ARCH_MODEL_REGISTRY[arch] is UnitBertModel
+    args = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY[arch](args)
+    assert (args.encoder_layers, args.encoder_embed_dim, args.encoder_ffn_embed_dim,
+            args.encoder_attention_heads, getattr(args, "dropout", UnitBertConfig.dropout)
+            ) == (layers, dim, ffn, heads, dropout)
+    args = argparse.Namespace(encoder_layers=3)
+    ARCH_CONFIG_REGISTRY[arch](args)
+    assert args.encoder_layers == 3

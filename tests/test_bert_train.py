@@ -1,0 +1,43 @@
+"""fairseq-train --task unit_mlm --arch unit_bert_tiny --criterion span_mlm, end to end."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from _bert_util import write_unit_corpus
+
+import fairseq_vqw2v
+
+USER_DIR = Path(fairseq_vqw2v.__file__).parent
+
+
+def _train(data, save_dir, max_update):
+    result = subprocess.run(
+        [sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", str(USER_DIR),
+         "--task", "unit_mlm", "--arch", "unit_bert_tiny", "--criterion", "span_mlm",
+         "--tokens-per-sample", "64", "--optimizer", "adam", "--lr", "2e-3",
+         "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "5", "--max-tokens", "3000",
+         "--max-update", str(max_update), "--cpu", "--save-dir", str(save_dir),
+         "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "5",
+         "--seed", "2", "--num-workers", "0"],
+        check=True, capture_output=True, text=True,
+    )
+    return result.stdout + result.stderr
+
+
+def test_loss_decreases_and_training_resumes(tmp_path):
+    data = write_unit_corpus(tmp_path / "units")
+    log = _train(data, tmp_path / "ckpt", 30)
+    losses = [float(x) for x in re.findall(r"train_inner \|.*?loss=([\d.]+)", log)]
+    valid = [float(x) for x in re.findall(r"valid on 'valid' subset \| loss ([\d.]+)", log)]
+    accuracy = [float(x) for x in re.findall(r"valid on 'valid' subset \|.*?accuracy ([\d.]+)", log)]
+    assert len(losses) >= 4 and len(valid) >= 2
+    assert losses[-1] < losses[0] - 1.0  # 6 bits (uniform over 68 types) down to < 5
+    assert valid[-1] < valid[0]
+    assert accuracy[-1] > 15  # chance is 1.5 %
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+    log = _train(data, tmp_path / "ckpt", 40)
+    assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 30 updates\)", log)
+    assert re.search(r"num_updates 40\b", log)

@@ -1,0 +1,130 @@
+"""fairseq's reference ``wav2vec`` trained by ``fairseq-train`` -> converted -> same numbers."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from fairseq import checkpoint_utils
+from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion
+from fairseq.tasks import TASK_REGISTRY
+from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
+
+import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
+from fairseq_vqw2v.checkpoint import fairseq_safe_globals
+from fairseq_vqw2v.cli.convert import main as convert_main
+from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
+
+TINY = [
+    "--conv-feature-layers", "[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]",
+    "--conv-aggregator-layers", "[(32, 2, 1), (48, 3, 1), (48, 4, 1)]",
+    "--prediction-steps", "4", "--num-negatives", "5", "--activation", "gelu",
+]
+VQ_FLAGS = {
+    "gumbel": ["--vq-type", "gumbel", "--vq-vars", "16", "--vq-depth", "2", "--combine-groups"],
+    "kmeans": ["--vq-type", "kmeans", "--vq-vars", "16", "--loss-weights", "[1]"],
+    "none": ["--vq-type", "none"],
+}
+
+
+def _write_corpus(root):
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    rows = []
+    for i in range(4):
+        audio = 0.3 * np.sin(2 * np.pi * (150 + 90 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(root / f"{i}.wav", audio.astype(np.float32), 16000)
+        rows.append(f"{i}.wav\t{t.size}")
+    for split in ("train", "valid"):
+        (root / f"{split}.tsv").write_text(f"{root}\n" + "\n".join(rows) + "\n")
+    return np.stack([sf.read(root / f"{i}.wav", dtype="float32")[0] for i in range(2)])
+
+
+def _train_reference(data, save_dir, vq_type):
+    cmd = [
+        sys.executable, "-m", "fairseq_cli.train", str(data), "--cpu", "--task", "audio_pretraining",
+        "--arch", "wav2vec", "--criterion", "wav2vec", *TINY, *VQ_FLAGS[vq_type],
+        "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2", "--batch-size", "2",
+        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--disable-validation",
+        "--num-workers", "0", "--seed", "1",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return save_dir / "checkpoint_last.pt"
+
+
+def _load(path, data):
+    # without our pretraining task registered, any audio task can host the model
+    task = None if "vqw2v_pretraining" in TASK_REGISTRY else AudioPretrainingTask(
+        AudioPretrainingConfig(data=str(data))
+    )
+    with fairseq_safe_globals():
+        models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(path)], task=task)
+    return models[0]
+
+
+def _loss(model, source, infonce, seed):
+    criterion = Wav2vecCriterion(None, infonce=infonce, loss_weights=[1.0] if model.vector_quantizer else None)
+    torch.manual_seed(seed)
+    sample = {"net_input": {"source": source}, "id": torch.arange(len(source))}
+    loss, _, _ = criterion(model, sample)
+    return loss.item()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audio")
+    return root, torch.from_numpy(_write_corpus(root))
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    """vq_type -> checkpoint of fairseq's wav2vec after 2 updates (trained once per module)."""
+    trained = {}
+
+    def get(vq_type):
+        if vq_type not in trained:
+            trained[vq_type] = _train_reference(corpus[0], tmp_path_factory.mktemp(vq_type), vq_type)
+        return trained[vq_type]
+
+    return get
+
+
+@pytest.mark.parametrize("vq_type", ["gumbel", "kmeans", "none"])
+def test_converted_reference_checkpoint_matches(corpus, reference, tmp_path, vq_type, capsys):
+    data, source = corpus
+    src = reference(vq_type)
+    dest = tmp_path / "ours.pt"
+    assert convert_main(["wav2vec", str(src), str(dest)]) == 0
+    assert "converted" in capsys.readouterr().out
+
+    ref, ours = _load(src, data).eval(), _load(dest, data).eval()
+    assert isinstance(ours, VqWav2VecModel) and ours.cfg.vq_type == vq_type
+    feats = ours.extract_features(source)
+    with torch.no_grad():
+        z = ref.feature_extractor(source)
+        q, idx = (ref.vector_quantizer.forward_idx(z) if ref.vector_quantizer else (z, None))
+        c = ref.feature_aggregator(q)
+    assert (feats["z"] - z).abs().max() < 1e-5
+    assert (feats["q"] - q).abs().max() < 1e-5
+    assert (feats["c"] - c).abs().max() < 1e-5
+    if idx is None:
+        assert "idx" not in feats
+    else:
+        assert torch.equal(feats["idx"], idx)
+
+    # same seed -> same negatives (and Gumbel noise in training mode): same loss
+    for train in (False, True):
+        ref.train(train), ours.train(train)
+        ref_loss, our_loss = _loss(ref, source, False, 3), _loss(ours, source, False, 3)
+        assert our_loss == pytest.approx(ref_loss, rel=1e-5)
+
+
+def test_convert_rejects_other_models(reference, tmp_path, capsys):
+    src = reference("none")
+    ours = tmp_path / "ours.pt"
+    assert convert_main(["wav2vec", str(src), str(ours)]) == 0
+    assert convert_main(["wav2vec", str(ours), str(tmp_path / "again.pt")]) == 1
+    assert "expected a fairseq 'wav2vec' checkpoint, found model 'vq_wav2vec'" in capsys.readouterr().err

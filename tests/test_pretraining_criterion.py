@@ -1,0 +1,155 @@
+"""vqw2v_contrastive: parity with fairseq's wav2vec criterion, accuracy, collapse warning."""
+
+import logging
+import math
+
+import pytest
+import torch
+from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion
+from fairseq.logging import metrics
+from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
+
+import fairseq_vqw2v  # noqa: F401  (registers the criterion)
+from fairseq_vqw2v.criterions.contrastive import (
+    CollapseMonitor,
+    ContrastiveCriterion,
+    ContrastiveCriterionConfig,
+)
+
+TINY_ENCODER = "[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]"
+TINY_AGGREGATOR = "[(32, 3, 1), (32, 3, 1)]"
+
+
+def reference_model(vq_type, infonce=False, balanced_classes=False):
+    """fairseq's own Wav2VecModel: the output format our criterion must accept."""
+    cfg = Wav2VecConfig(
+        conv_feature_layers=TINY_ENCODER,
+        conv_aggregator_layers=TINY_AGGREGATOR,
+        prediction_steps=3,
+        num_negatives=4,
+        vq_type=vq_type,
+        vq_vars=16,
+        vq_dim=32,
+        infonce=infonce,
+        balanced_classes=balanced_classes,
+        skip_connections_agg=True,
+        log_compression=True,
+    )
+    torch.manual_seed(0)
+    return Wav2VecModel.build_model(cfg, task=None)
+
+
+def sample(batch=2, samples=4000):
+    torch.manual_seed(1)
+    t = torch.arange(samples) / 16000.0
+    source = torch.sin(2 * math.pi * 220 * t) + 0.3 * torch.randn(batch, samples)
+    return {"id": torch.arange(batch), "net_input": {"source": source}}
+
+
+def ours(**kwargs):
+    kwargs.setdefault("collapse_warn_fraction", 0.0)
+    return ContrastiveCriterion(None, ContrastiveCriterionConfig(**kwargs))
+
+
+def run(criterion, model, batch, seed=3):
+    # negatives (and Gumbel noise) are random: same seed, same net output for both criteria
+    torch.manual_seed(seed)
+    return criterion(model, batch)
+
+
+@pytest.mark.parametrize(
+    "vq_type,infonce,loss_weights,balanced",
+    [
+        ("gumbel", False, [1.0], False),
+        ("gumbel", True, [0.5], False),
+        ("kmeans", False, [1.0], False),
+        ("none", False, None, True),
+    ],
+)
+def test_same_loss_as_fairseq_wav2vec_criterion(vq_type, infonce, loss_weights, balanced):
+    model = reference_model(vq_type, infonce, balanced)
+    model.train()
+    batch = sample()
+    log_keys = ["prob_perplexity", "code_perplexity", "temp"]
+    reference = Wav2vecCriterion(None, infonce, list(loss_weights or []) or None, log_keys)
+    ref_loss, ref_size, ref_log = run(reference, model, batch)
+    loss, size, log = run(ours(infonce=infonce, loss_weights=loss_weights), model, batch)
+
+    assert size == ref_size
+    torch.testing.assert_close(loss, ref_loss)
+    for key, value in ref_log.items():
+        assert log[key] == pytest.approx(value), key
+    assert 0.0 <= log["correct"] <= log["count"]
+    if vq_type != "none":
+        assert 1.0 <= log["code_perplexity"] <= 32
+        assert "loss_1" in log  # the extra loss (diversity or k-means) was added
+
+
+def test_binary_accuracy_is_balanced_between_positives_and_negatives():
+    model = reference_model("none")
+    model.eval()
+    batch = sample()
+    loss, _, log = run(ours(), model, batch)
+    torch.manual_seed(3)
+    net_output = model(**batch["net_input"])
+    logits, target = net_output["cpc_logits"], net_output["cpc_targets"] > 0.5
+    # one in (1 + negatives) logits is a positive
+    assert target.sum() == logits.numel() / (1 + 4)
+    recall_pos = (logits[target] > 0).float().mean()
+    recall_neg = (logits[~target] < 0).float().mean()
+    assert log["correct"] / log["count"] == pytest.approx(float(recall_pos + recall_neg) / 2)
+    assert log["count"] == pytest.approx(logits.numel())
+    assert torch.isfinite(loss)
+
+
+def test_reduce_metrics_logs_accuracy_and_perplexities():
+    model = reference_model("gumbel")
+    model.train()
+    _, _, log = run(ours(loss_weights=[1.0]), model, sample())
+    with metrics.aggregate() as agg:
+        ContrastiveCriterion.reduce_metrics([log, log])
+        values = agg.get_smoothed_values()
+    assert 0.0 <= values["accuracy"] <= 1.0
+    assert values["code_perplexity"] == pytest.approx(log["code_perplexity"], abs=1e-3)
+    assert values["temp"] == pytest.approx(2.0)
+    assert values["loss"] == pytest.approx(log["loss"] / log["sample_size"] / math.log(2), 1e-3)
+
+
+def test_collapse_monitor_warns_after_warmup_once_per_interval():
+    monitor = CollapseMonitor(fraction=0.05, after=10, interval=5)
+    warnings = [monitor.update(step, 2.0, 640) for step in range(30)]
+    fired = [step for step, w in enumerate(warnings) if w]
+    assert fired == [10, 15, 20, 25]
+    assert "code perplexity 2.0 of 640 possible codes after 10 updates" in warnings[10]
+    assert "collapsed" in warnings[10] and "--loss-weights" in warnings[10]
+
+
+def test_collapse_monitor_quiet_on_healthy_or_recovering_codebook():
+    healthy = CollapseMonitor(fraction=0.05, after=0, interval=4)
+    assert not any(healthy.update(step, 200.0, 640) for step in range(20))
+    # one bad step in a healthy window does not trigger it: the window mean decides
+    recovering = CollapseMonitor(fraction=0.05, after=0, interval=4)
+    values = [300.0, 300.0, 300.0, 2.0, 300.0]
+    assert not any(recovering.update(step, v, 640) for step, v in enumerate(values))
+    disabled = CollapseMonitor(fraction=0.0, after=0, interval=1)
+    assert not any(disabled.update(step, 1.0, 640) for step in range(5))
+
+
+def test_criterion_logs_collapse_warning_in_training_only(caplog):
+    model = reference_model("gumbel")
+    # a 16 x 2 codebook on one batch of noise never reaches 99 % of its codes
+    criterion = ours(collapse_warn_fraction=0.99, collapse_warn_after=2, collapse_warn_interval=3)
+    batch = sample()
+    caplog.set_level(logging.WARNING, logger="fairseq_vqw2v.criterions.contrastive")
+    criterion.train()
+    for step in range(6):
+        criterion.set_num_updates(step)
+        run(criterion, model, batch)
+    messages = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
+    assert len(messages) == 2  # updates 2 and 5
+    assert "of 32 possible codes after 2 updates" in messages[0]
+    caplog.clear()
+    criterion.eval()
+    criterion.set_num_updates(100)
+    run(criterion, model, batch)
+    assert not [r for r in caplog.records if "collapsed" in r.getMessage()]

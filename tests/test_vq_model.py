@@ -1,0 +1,202 @@
+"""vq_wav2vec model: archs, shapes, padding, quantizers, temperature schedules, fairseq format."""
+
+import math
+
+import pytest
+import torch
+from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
+
+import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
+from fairseq_vqw2v.interop.wav2vec import convert_state_dict
+from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel, arch_config
+
+SMALL = dict(
+    conv_feature_layers="[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]",
+    conv_aggregator_layers="[(32, 2, 1), (48, 3, 1)]",
+    prediction_steps=3,
+    num_negatives=4,
+    vq_vars=8,
+)
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    return VqWav2VecModel(VqWav2VecConfig(**{"infonce": False, "max_update": 100, **SMALL, **overrides}))
+
+
+def _count(arch):
+    with torch.device("meta"):
+        model = VqWav2VecModel(arch_config(arch))
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+@pytest.mark.parametrize("arch,millions", [("vq_wav2vec_gumbel", 34.1), ("vq_wav2vec_kmeans", 33.0)])
+def test_param_counts_match_released_checkpoints(arch, millions):
+    assert _count(arch) == pytest.approx(millions, abs=0.1)
+
+
+def test_small_and_tiny_archs():
+    assert _count("vq_wav2vec_tiny") < 2 < _count("vq_wav2vec_small") < 20
+    tiny = arch_config("vq_wav2vec_tiny", vq_vars=100)
+    assert tiny.vq_vars == 100 and tiny.vq_type == "gumbel" and tiny.combine_groups
+    assert arch_config("vq_wav2vec_kmeans").vq_type == "kmeans"
+    with pytest.raises(ValueError, match="unknown vq_wav2vec arch"):
+        arch_config("wav2vec")
+
+
+@pytest.mark.parametrize("vq_type", ["gumbel", "kmeans", "none"])
+def test_shapes_and_output_lengths(vq_type):
+    model = _model(vq_type=vq_type).eval()
+    source = torch.randn(2, 4000)
+    frames = int(model.output_lengths(torch.tensor([4000]))[0])
+    assert frames == 23  # 4000 -> 799 -> 198 -> 98 -> 48 -> 23 through the 5 strided convs
+    feats = model.extract_features(source)
+    assert feats["z"].shape == (2, 32, frames) and feats["c"].shape == (2, 48, frames)
+    assert feats["q"].shape == (2, 32, frames)
+    if vq_type == "none":
+        assert "idx" not in feats and torch.equal(feats["q"], feats["z"])
+    else:
+        assert feats["idx"].shape == (2, frames, 2) and feats["idx"].dtype == torch.long
+        assert int(feats["idx"].max()) < 8
+    out = model(source)
+    keys = {"gumbel": {"num_vars", "code_perplexity", "prob_perplexity", "temp", "codes"},
+            "kmeans": {"num_vars", "code_perplexity", "kmeans_loss", "codes"}, "none": set()}[vq_type]
+    assert set(out) == keys | {"cpc_logits", "cpc_targets"}
+    if vq_type != "none":
+        assert torch.equal(out["codes"], feats["idx"])
+
+
+@pytest.mark.parametrize("infonce", [False, True])
+def test_output_format_and_loss_match_fairseq_wav2vec(infonce):
+    """Same weights, same seed: identical cpc_logits / cpc_targets and perplexities as fairseq."""
+    kw = dict(SMALL, vq_type="gumbel", vq_depth=2, balanced_classes=not infonce, infonce=infonce)
+    ref = Wav2VecModel(Wav2VecConfig(**kw)).train()
+    ours = VqWav2VecModel(VqWav2VecConfig(max_update=0, **kw)).train()
+    ours.load_state_dict(convert_state_dict(ref.state_dict()))
+    source = torch.randn(3, 6000)
+    torch.manual_seed(7)
+    a = ref(source)
+    torch.manual_seed(7)
+    b = ours(source)
+    assert a["cpc_logits"].shape == b["cpc_logits"].shape
+    assert (a["cpc_logits"] - b["cpc_logits"]).abs().max() < 1e-5
+    ta, tb = a["cpc_targets"], b["cpc_targets"]
+    assert type(ta) is type(tb)
+    if isinstance(ta, tuple):
+        assert torch.equal(ta[1], tb[1])
+        ta, tb = ta[0], tb[0]
+    assert torch.equal(ta, tb)
+    for key in ("code_perplexity", "prob_perplexity"):
+        assert b[key].item() == pytest.approx(a[key].item(), rel=1e-5)
+    assert ours.get_extra_losses(b).item() == pytest.approx(ref.get_extra_losses(a).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("vq_type", ["gumbel", "kmeans"])
+def test_padding_does_not_change_an_utterance(vq_type):
+    model = _model(vq_type=vq_type).eval()
+    short, long = torch.randn(2500), torch.randn(4000)
+    batch = torch.zeros(2, 4000)
+    batch[0, :2500], batch[1] = short, long
+    mask = torch.zeros(2, 4000, dtype=torch.bool)
+    mask[0, 2500:] = True
+    alone = model.extract_features(short.unsqueeze(0))
+    batched = model.extract_features(batch, padding_mask=mask)
+    n = alone["z"].size(-1)
+    assert batched["padding_mask"][0].sum() == batched["z"].size(-1) - n
+    assert not batched["padding_mask"][0, :n].any()
+    for key in ("z", "q", "c"):
+        assert (batched[key][0, :, :n] - alone[key][0]).abs().max() < 1e-5, key
+    assert torch.equal(batched["idx"][0, :n], alone["idx"][0])
+
+
+def test_padded_predictions_get_zero_weight_and_valid_negatives():
+    model = _model(vq_type="gumbel", num_negatives=3).train()
+    source = torch.randn(2, 4000)
+    mask = torch.zeros(2, 4000, dtype=torch.bool)
+    mask[0, 2000:] = True
+    out = model(source, padding_mask=mask)
+    labels, weights = out["cpc_targets"]
+    assert labels.shape == weights.shape == out["cpc_logits"].shape
+    frames = model.output_lengths(torch.tensor([2000, 4000]))
+    tsz = int(frames[1])
+    offset, copies = model.wav2vec_predictions.offset, 4
+    expected_valid = sum(copies * (max(int(f) - offset - i, 0)) for f in frames for i in range(3))
+    assert int(weights.sum()) == expected_valid
+    idx = model.wav2vec_predictions.sample_negatives(2, tsz, frames)
+    assert idx.shape == (2, tsz, 3)
+    assert idx[0].max() < frames[0] and idx[1].min() >= tsz  # own utterance, valid frames only
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out["cpc_logits"], labels, weights)
+    loss.backward()
+    assert math.isfinite(loss.item())
+
+
+def test_infonce_padding_uses_ignore_index():
+    model = _model(vq_type="none", infonce=True)
+    mask = torch.zeros(2, 4000, dtype=torch.bool)
+    mask[1, 3000:] = True
+    out = model(torch.randn(2, 4000), padding_mask=mask)
+    assert out["cpc_logits"].size(1) == 5
+    labels = out["cpc_targets"]
+    assert set(labels.unique().tolist()) == {-100, 0}
+
+
+def test_temperature_schedules():
+    exp = _model(vq_type="gumbel", vq_temp=(2.0, 0.5, 0.99)).vector_quantizer
+    lin = _model(vq_type="gumbel", temp_schedule="linear", max_update=1000).vector_quantizer
+    for update, expected in [(0, 2.0), (10, 2.0 * 0.99**10), (1000, 0.5)]:
+        exp.set_num_updates(update)
+        assert exp.curr_temp == pytest.approx(expected)
+    for update, expected in [(0, 2.0), (350, 1.25), (700, 0.5), (900, 0.5)]:
+        lin.set_num_updates(update)
+        assert lin.curr_temp == pytest.approx(expected)
+    model = _model(vq_type="gumbel", temp_schedule="linear", max_update=1000)
+    model.set_num_updates(350)  # fairseq's trainer path
+    assert model(torch.randn(1, 3000))["temp"] == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="max_update"):
+        _model(vq_type="gumbel", temp_schedule="linear", max_update=0)
+
+
+@pytest.mark.parametrize("vq_type", ["gumbel", "kmeans"])
+def test_combine_groups_shares_one_codebook(vq_type):
+    shared = _model(vq_type=vq_type, combine_groups=True).vector_quantizer
+    separate = _model(vq_type=vq_type, combine_groups=False).vector_quantizer
+    book = shared.vars if vq_type == "gumbel" else shared.embedding
+    assert book.numel() * 2 == (separate.vars if vq_type == "gumbel" else separate.embedding).numel()
+    # the same code index in either group selects the same vector
+    model = _model(vq_type=vq_type, combine_groups=True).eval()
+    feats = model.extract_features(torch.randn(2, 4000))
+    q = feats["q"].transpose(1, 2).reshape(-1, 2, 16)
+    idx = feats["idx"].reshape(-1, 2)
+    rows = {}
+    for g in range(2):
+        for code, vec in zip(idx[:, g].tolist(), q[:, g]):
+            rows.setdefault(code, vec)
+            assert torch.allclose(rows[code], vec)
+
+
+def test_kmeans_loss_and_straight_through_gradient():
+    model = _model(vq_type="kmeans", vq_gamma=0.5).train()
+    out = model(torch.randn(2, 4000))
+    assert out["kmeans_loss"] > 0 and out["num_vars"] == 8
+    out["kmeans_loss"].backward()
+    assert model.vector_quantizer.embedding.grad.abs().sum() > 0
+    model.zero_grad()
+    out = model(torch.randn(2, 4000))
+    torch.nn.functional.binary_cross_entropy_with_logits(out["cpc_logits"], out["cpc_targets"]).backward()
+    assert model.feature_extractor.conv_layers[0].conv.weight.grad.abs().sum() > 0
+
+
+def test_gpu_flags_are_noops_on_cpu(caplog):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    with caplog.at_level("INFO"):
+        model = _model(vq_type="gumbel", compile=True, bf16=True).eval()
+    assert "GPU options" in caplog.text
+    assert model(torch.randn(1, 3000))["cpc_logits"].dtype == torch.float32
+
+
+def test_bad_layer_spec_is_a_clear_error():
+    with pytest.raises(ValueError, match="conv_feature_layers"):
+        _model(conv_feature_layers="[(32, 10)")
+    with pytest.raises(ValueError, match="too few"):
+        _model().eval()(torch.randn(1, 600))
