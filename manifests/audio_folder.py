@@ -24,13 +24,14 @@ import os
 import random
 from typing import Dict, Optional, Sequence
 
-from fairseq_vqw2v.data.manifest import ManifestError, normalize_words, words_to_letters
+from fairseq_vqw2v.data.manifest import ManifestError
 
 from .common import (
-    EMPTY_TRANSCRIPT,
-    MISSING_TRANSCRIPT,
     Utterance,
-    add_common_args,
+    existing_folder,
+    labelled,
+    prep_parser,
+    read_lines,
     run_cli,
     write_manifests,
 )
@@ -39,12 +40,7 @@ from .common import (
 def read_transcripts(path: str) -> Dict[str, str]:
     """``KEY<TAB>transcript`` lines -> {KEY: raw transcript}; errors name the file and line."""
     transcripts = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path}: cannot read transcript listing: {e}") from e
-    for lineno, line in enumerate(lines, start=1):
+    for lineno, line in enumerate(read_lines(path, "transcript listing"), start=1):
         if not line.strip():
             continue
         key, sep, text = line.partition("\t")
@@ -75,19 +71,8 @@ def _transcript_for(transcripts: Dict[str, str], root: str, path: str) -> Option
     return None
 
 
-def labelled(path: str, text: Optional[str]) -> Utterance:
-    """An utterance with ``.wrd``/``.ltr`` labels from a raw transcript (``None``: missing)."""
-    if text is None:
-        return Utterance(path, reason=MISSING_TRANSCRIPT)
-    words = normalize_words(text)
-    if not words:
-        return Utterance(path, reason=EMPTY_TRANSCRIPT)
-    return Utterance(path, labels={"wrd": words, "ltr": words_to_letters(words)})
-
-
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("root", metavar="ROOT", help="folder searched recursively for audio")
+    parser = prep_parser(__doc__, "folder searched recursively for audio")
     parser.add_argument(
         "--ext", default="flac,wav", help="comma-separated extensions to look for, in order"
     )
@@ -104,7 +89,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--transcripts", default=None, help="KEY<TAB>transcript listing: writes .wrd and .ltr"
     )
-    add_common_args(parser)
     return parser
 
 
@@ -112,9 +96,7 @@ def main(argv=None) -> str:
     args = get_parser().parse_args(argv)
     if not 0 <= args.valid_percent <= 1:
         raise ManifestError(f"--valid-percent must be between 0 and 1, got {args.valid_percent}")
-    root = os.path.realpath(args.root)
-    if not os.path.isdir(root):
-        raise ManifestError(f"{args.root}: not a folder")
+    root = existing_folder(args.root)
     transcripts = read_transcripts(args.transcripts) if args.transcripts else None
     exts = [e.strip().lstrip(".") for e in args.ext.split(",") if e.strip()]
 

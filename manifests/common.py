@@ -30,7 +30,9 @@ from fairseq_vqw2v.data.manifest import (
     ManifestError,
     check_audio,
     duration_summary,
+    normalize_words,
     receptive_field,
+    words_to_letters,
     write_split,
 )
 from fairseq_vqw2v.models.vq_wav2vec import LARGE_ENCODER
@@ -59,6 +61,42 @@ class Utterance:
     path: str
     labels: Optional[Dict[str, str]] = None
     reason: Optional[str] = None
+
+
+def labelled(path: str, text: Optional[str]) -> Utterance:
+    """An utterance with ``.wrd``/``.ltr`` labels from a raw transcript (``None``: missing)."""
+    if text is None:
+        return Utterance(path, reason=MISSING_TRANSCRIPT)
+    words = normalize_words(text)
+    if not words:
+        return Utterance(path, reason=EMPTY_TRANSCRIPT)
+    return Utterance(path, labels={"wrd": words, "ltr": words_to_letters(words)})
+
+
+def prep_parser(doc: str, root_help: str) -> argparse.ArgumentParser:
+    """A prep script's parser: its module docstring as help, ROOT, and the common arguments."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("root", metavar="ROOT", help=root_help)
+    add_common_args(parser)
+    return parser
+
+
+def read_lines(path: str, what: str) -> List[str]:
+    """The lines of UTF-8 text file ``path``; a ``ManifestError`` naming it and ``what`` it is."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read {what}: {e}") from e
+
+
+def existing_folder(path: str) -> str:
+    """The real path of folder ``path``; a ``ManifestError`` if there is none."""
+    if not os.path.isdir(path):
+        raise ManifestError(f"{path}: not a folder")
+    return os.path.realpath(path)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
     python -m manifests.synth --out DIR [--hours 1.0] [--seed 1] [--jobs N] [--lm-words N]
 
 Sentences come from ``manifests.synth_text`` (WordNet, KJV Bible, fortunes; normalised to
-lowercase letters and apostrophes, 4-20 words so that utterances last about 1-8 s). Each
+lowercase letters and apostrophes, 4-20 words: utterances of 1-10 s, 3.3 s on average). Each
 utterance is read by one of flite's four 16 kHz voices (kal16, awb, rms, slt) with a random
 duration stretch and pitch shift (``f0_shift``; rms ignores every pitch setting, so it varies in
 speed only). The voice settings of an utterance depend only on (seed, split, index), so a corpus
@@ -71,6 +71,9 @@ class SynthError(RuntimeError):
     """flite is missing or failed on a sentence; the message says which and how to fix it."""
 
 
+FLITE_MISSING = "flite not found: run `bash scripts/install_system_deps.sh` (or `make setup`)"
+
+
 class Utterance(NamedTuple):
     split: str
     index: int
@@ -119,7 +122,7 @@ def synthesize(utt, wav_root):
     try:
         proc = subprocess.run(flite_command(utt, wav_path), capture_output=True, text=True)
     except FileNotFoundError:
-        raise SynthError("flite not found: run `bash scripts/install_system_deps.sh` (or make setup)")
+        raise SynthError(FLITE_MISSING)
     if proc.returncode != 0:
         raise SynthError(f"flite failed on {wav_path} ({utt.text!r}): {proc.stderr.strip()}")
     info = sf.info(wav_path)
@@ -154,12 +157,11 @@ def synthesize_split(executor, jobs, split, stream, target_seconds, seed, wav_ro
         start = len(done)
         if start >= len(stream):
             raise SynthError(f"{split}: ran out of sentences after {len(done)} utterances")
-        futures = [
-            executor.submit(
-                synthesize, Utterance(split, i, stream[i], *voice_settings(seed, split, i)), wav_root
-            )
+        utterances = [
+            Utterance(split, i, stream[i], *voice_settings(seed, split, i))
             for i in range(start, min(start + batch, len(stream)))
         ]
+        futures = [executor.submit(synthesize, utt, wav_root) for utt in utterances]
         for future in futures:
             if seconds >= target_seconds:
                 future.cancel()
@@ -220,7 +222,8 @@ def is_complete(out, params):
             if not os.path.exists(os.path.join(out, f"{split}.{ext}")):
                 return False
         wav_dir = os.path.join(out, "wav", split)
-        if not os.path.isdir(wav_dir) or len(os.listdir(wav_dir)) != meta["splits"][split]["utterances"]:
+        expected = meta["splits"][split].get("utterances")
+        if not os.path.isdir(wav_dir) or len(os.listdir(wav_dir)) != expected:
             return False
     return all(os.path.exists(os.path.join(out, "lm", n)) for n in ("lm.txt", "lexicon.txt"))
 
@@ -237,7 +240,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
         meta["skipped"] = True
         return meta
     if shutil.which("flite") is None:
-        raise SynthError("flite not found: run `bash scripts/install_system_deps.sh` (or make setup)")
+        raise SynthError(FLITE_MISSING)
     os.makedirs(os.path.join(out, "lm"), exist_ok=True)
     # A rebuild must never look complete until it is.
     if os.path.exists(os.path.join(out, "corpus.json")):
@@ -256,7 +259,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
 
     wav_root = os.path.join(out, "wav")
     jobs = jobs or os.cpu_count() or 1
-    synth_start = time.time()
+    synth_start, cpu_start = time.time(), os.times()
     results = {}
     with ThreadPoolExecutor(jobs) as executor, tqdm(
         total=round(sum(targets.values()), 1), unit="s", desc="synthesizing audio", unit_scale=True
@@ -266,6 +269,8 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
                 executor, jobs, split, streams[split], targets[split], seed, wav_root, bar
             )
     synth_seconds = time.time() - synth_start
+    # flite's time counts as the children's; the first four fields are user/system, self/children.
+    synth_cpu = sum(e - s for e, s in zip(os.times()[:4], cpu_start[:4]))
 
     splits_meta = {}
     for split in SPLITS:
@@ -306,6 +311,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
         "lm": {"sentences": len(lm_lines), "words": lm_word_count},
         "audio_hours": round(audio_seconds / 3600, 4),
         "synthesis_seconds": round(synth_seconds, 2),
+        "synthesis_cpu_seconds": round(synth_cpu, 2),
         "real_time_factor": round(audio_seconds / synth_seconds, 1),
         "total_seconds": round(time.time() - start, 2),
     }

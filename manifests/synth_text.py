@@ -59,7 +59,7 @@ def wordnet_texts(root=WORDNET_DIR):
             raise TextSourceError(f"{path}: missing; install the Debian package wordnet-base")
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                # Lines starting with spaces are the licence header; data lines start with an offset.
+                # The licence header lines start with spaces, data lines with an offset.
                 if line[:1].isdigit() and " | " in line:
                     yield line.split(" | ", 1)[1].replace('"', "; ")
 

@@ -84,7 +84,10 @@ def run(cmd, timeout=300):
 
 
 def train_losses(output):
-    """{update: logged stats} from fairseq-train's json ``train_inner`` lines (log interval 1)."""
+    """{update: logged stats} from fairseq-train's json ``train_inner`` lines (log interval 1).
+
+    fairseq-train logs to stdout.
+    """
     stats = {}
     for line in output.splitlines():
         start = line.find("{")

@@ -1,4 +1,4 @@
-"""The embedded corpus generator (manifests/synth.py): deterministic, labels aligned, held-out text."""
+"""The embedded corpus generator (manifests/synth.py): determinism, labels, held-out text."""
 
 import hashlib
 import os
@@ -144,7 +144,7 @@ def test_default_lm_text_has_a_million_words():
     "raw, expected",
     [
         ("Don't stop -- 'Now', he said!", "don't stop now he said"),
-        ("A self-contained  entity (living or nonliving)", "a self contained entity living or nonliving"),
+        ("A self-contained  entity (living or not)", "a self contained entity living or not"),
         ("In 1951 it rained", None),
         ("caf\u00e9 au lait", None),
         ("x = y", None),

@@ -1,15 +1,23 @@
 """``span_mlm``: cross-entropy on masked positions, with masked accuracy and perplexity."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
 
 
-@register_criterion("span_mlm")
+@dataclass
+class SpanMlmConfig(FairseqDataclass):
+    """No options; a dataclass still matters: without one fairseq pickles the criterion's config
+    as an ``argparse.Namespace``, which torch's safe loader refuses when resuming."""
+
+
+@register_criterion("span_mlm", dataclass=SpanMlmConfig)
 class SpanMlmCriterion(FairseqCriterion):
     """Loss summed over masked positions (``target != pad``); ``sample_size`` = their number.
 

@@ -43,7 +43,7 @@ class ManifestError(ValueError):
 
 @dataclass
 class Manifest:
-    """One parsed ``{split}.tsv``: ``root`` folder and ``entries`` of (relative path, num samples)."""
+    """One parsed ``{split}.tsv``: ``root`` folder, ``entries`` of (relative path, num samples)."""
 
     path: str
     root: str

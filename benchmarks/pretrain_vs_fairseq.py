@@ -1,0 +1,141 @@
+"""Pretraining speed and memory: our ``vq_wav2vec`` vs fairseq's built-in ``wav2vec``.
+
+Both models get the same config (from our arch), the same initial weights, the same batches and
+the same number of Adam updates on the same loss (fairseq's wav2vec criterion: BCE plus the
+quantizer's extra loss). Each (arch, implementation) runs in its own subprocess, so peak memory is
+that process's ``resource.getrusage`` max RSS; we report the growth of max RSS during training
+(peak minus RSS before the first update) next to the total.
+
+    python benchmarks/pretrain_vs_fairseq.py --archs vq_wav2vec_tiny vq_wav2vec_gumbel
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+FIELDS_NOT_IN_FAIRSEQ = {"temp_schedule", "temp_anneal_fraction", "max_update", "compile", "bf16"}
+
+
+def _models(arch):
+    import fairseq_vqw2v  # noqa: F401
+    from dataclasses import asdict
+    from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
+    from fairseq_vqw2v.interop.wav2vec import convert_state_dict
+    from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
+
+    cfg = arch_config(arch)
+    ref_fields = {k: v for k, v in asdict(cfg).items() if k not in FIELDS_NOT_IN_FAIRSEQ | {"_name"}}
+    torch.manual_seed(0)
+    ref = Wav2VecModel(Wav2VecConfig(**ref_fields))
+    ours = VqWav2VecModel(cfg)
+    ours.load_state_dict(convert_state_dict(ref.state_dict()))
+    return ref, ours
+
+
+def _loss(model, source):
+    out = model(source)
+    logits = model.get_logits(out).float()
+    target = model.get_targets(None, out)
+    weights = model.get_target_weights(target, out)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, target.float(), weights, reduction="sum"
+    )
+    extra = model.get_extra_losses(out)
+    if extra is not None:
+        loss = loss + extra.float() * target.sum()
+    return loss
+
+
+def run_one(arch, impl, updates, batch_size, seconds, threads):
+    """Trains one implementation; returns its measurements (called in a fresh subprocess)."""
+    torch.set_num_threads(threads)
+    ref, ours = _models(arch)
+    model = ours if impl == "ours" else ref
+    del ref, ours  # only the measured model stays alive
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(batch_size, int(seconds * 16000), generator=gen) for _ in range(updates + 1)]
+    losses = []
+
+    def step(source):
+        optimizer.zero_grad()
+        loss = _loss(model, source)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+
+    torch.manual_seed(2)
+    step(batches[0])  # warm-up (allocator, Adam state) not timed
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    walls = []
+    for source in batches[1:]:
+        start = time.perf_counter()
+        step(source)
+        walls.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the median update is robust to other processes competing for the CPU
+    return {
+        "arch": arch, "impl": impl, "audio_s_per_s": batch_size * seconds / statistics.median(walls),
+        "peak_mb": peak / 1024, "train_growth_mb": (peak - rss_before) / 1024,
+        "first_loss": losses[0], "last_loss": losses[-1],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=["vq_wav2vec_tiny", "vq_wav2vec_gumbel"])
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio per utterance")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=1, help="runs per implementation (best kept)")
+    parser.add_argument("--worker", nargs=2, metavar=("ARCH", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_one(*args.worker, args.updates, args.batch_size, args.seconds, args.threads)))
+        return
+
+    from tqdm import tqdm
+
+    jobs = [(a, impl) for a in args.archs for _ in range(args.repeats) for impl in ("fairseq", "ours")]
+    results = {}
+    for arch, impl in tqdm(jobs, desc="benchmark runs"):
+        cmd = [sys.executable, __file__, "--worker", arch, impl, "--updates", str(args.updates),
+               "--batch-size", str(args.batch_size), "--seconds", str(args.seconds),
+               "--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{arch}/{impl} failed:\n{done.stderr[-2000:]}")
+        res = json.loads(done.stdout.strip().splitlines()[-1])
+        best = results.get((arch, impl))
+        if best is None or res["audio_s_per_s"] > best["audio_s_per_s"]:
+            results[(arch, impl)] = res
+
+    print(f"\n{args.updates} Adam updates (median update timed), batch {args.batch_size} x "
+          f"{args.seconds:g} s, {args.threads} threads, best of {args.repeats}; memory = max RSS "
+          "of the process (peak) and its growth during the timed updates (train +MB)")
+    header = f"{'arch':<20}{'impl':<9}{'audio s/s':>10}{'peak MB':>9}{'train +MB':>10}{'loss first/last':>20}"
+    print(header + "\n" + "-" * len(header))
+    summary = []
+    for arch in args.archs:
+        ref, ours = results[(arch, "fairseq")], results[(arch, "ours")]
+        for r in (ref, ours):
+            print(f"{arch:<20}{r['impl']:<9}{r['audio_s_per_s']:>10.2f}{r['peak_mb']:>9.0f}"
+                  f"{r['train_growth_mb']:>10.0f}{r['first_loss']:>11.1f}/{r['last_loss']:.1f}")
+        speed = ours["audio_s_per_s"] / ref["audio_s_per_s"]
+        growth = ours["train_growth_mb"] / max(ref["train_growth_mb"], 1e-9)
+        peak = ours["peak_mb"] / ref["peak_mb"]
+        print(f"{arch:<20}{'ratio':<9}{speed:>9.2f}x{peak:>8.2f}x{growth:>9.2f}x")
+        summary.append(f"{arch}: {speed:.2f}x throughput, {growth:.2f}x training memory")
+    print("summary: " + "; ".join(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""End to end with the real binaries: fairseq-train (vq_wav2vec_tiny, Gumbel and k-means) on a
+small synthetic corpus, resume, fairseq-generate printing units, and the quantize CLI."""
+
+import math
+import os
+import re
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+import fairseq_vqw2v  # noqa: F401
+from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
+from fairseq_vqw2v.cli import quantize
+from fairseq_vqw2v.data.manifest import read_manifest
+from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
+from fairseq_vqw2v.units import read_dictionary_counts, tokens_to_codes
+
+from _pretraining_util import BIN, USER_DIR, run, train_command, train_losses, write_corpus
+
+UPDATES = 10
+# a short aggregator keeps the k-means run fast; the encoder stays the tiny arch's
+SHORT_AGGREGATOR = ["--conv-aggregator-layers", "[(128, 2, 1), (128, 3, 1)]"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(str(root), labels=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def gumbel_run(corpus, tmp_path_factory):
+    """An uninterrupted Gumbel run of UPDATES updates."""
+    save = tmp_path_factory.mktemp("gumbel")
+    result = run(train_command(corpus, save, UPDATES))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return save, train_losses(result.stdout)
+
+
+def load_model(checkpoint):
+    state = load_fairseq_checkpoint(str(checkpoint))
+    model = VqWav2VecModel.build_model(state["cfg"].model)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def test_gumbel_training_loss_decreases(gumbel_run):
+    _, stats = gumbel_run
+    assert sorted(stats) == list(range(1, UPDATES + 1))
+    losses = [float(stats[u]["loss"]) for u in sorted(stats)]
+    assert all(math.isfinite(x) for x in losses)
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.8 * first, losses
+    for u in stats.values():
+        assert 1.0 <= float(u["code_perplexity"]) <= 640
+        assert float(u["prob_perplexity"]) <= 640
+        assert 0.0 <= float(u["accuracy"]) <= 1.0
+        assert 1 <= float(u["distinct_codes"]) <= 320 * 320
+
+
+def test_resume_from_checkpoint_last_continues_identically(corpus, gumbel_run, tmp_path):
+    _, uninterrupted = gumbel_run
+    half = UPDATES // 2
+    first = run(train_command(corpus, tmp_path, half))
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run(train_command(corpus, tmp_path, UPDATES))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Loaded checkpoint" in second.stdout
+    resumed = train_losses(first.stdout)
+    resumed.update(train_losses(second.stdout))
+    for u in range(1, UPDATES + 1):
+        for key in ("loss", "code_perplexity", "gnorm"):
+            assert resumed[u][key] == uninterrupted[u][key], (u, key)
+
+
+def test_kmeans_trains_without_nan_and_warns_on_collapse(corpus, tmp_path):
+    extra = [
+        *SHORT_AGGREGATOR, "--vq-type", "kmeans", "--loss-weights", "[1]",
+        # a strict threshold so a few updates on a toy corpus trigger the warning
+        "--collapse-warn-fraction", "0.9", "--collapse-warn-after", "2",
+        "--collapse-warn-interval", "10",
+    ]
+    result = run(train_command(corpus, tmp_path, 4, arch="vq_wav2vec_kmeans", extra=extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = train_losses(result.stdout)
+    assert len(stats) == 4
+    for u in stats.values():
+        assert math.isfinite(float(u["loss"])) and math.isfinite(float(u["loss_1"]))
+        assert "temp" not in u  # k-means has no temperature
+    warnings = re.findall(r"WARNING.*codebook has collapsed", result.stdout)
+    assert len(warnings) == 1, result.stdout[-3000:]
+    assert "after 2 updates" in warnings[0]
+
+
+def test_bad_manifest_line_stops_fairseq_train_with_the_line(corpus, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = (corpus / "train.tsv").read_text().splitlines()
+    lines[2] = lines[2].replace("\t", " ")
+    (data / "train.tsv").write_text("\n".join(lines) + "\n")
+    result = run(train_command(data, tmp_path / "save", 2))
+    assert result.returncode != 0
+    assert f"{data / 'train.tsv'}:3: expected 'relative/path<TAB>num_samples'" in result.stdout + result.stderr
+
+
+def generate_units(checkpoint, data, subset):
+    cmd = [
+        os.path.join(BIN, "fairseq-generate"), str(data), "--user-dir", USER_DIR,
+        "--task", "vqw2v_pretraining", "--path", str(checkpoint), "--gen-subset", subset,
+        "--batch-size", "2", "--cpu", "--num-workers", "0",
+    ]
+    result = run(cmd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {
+        int(m.group(1)): m.group(2).split()
+        for m in re.finditer(r"^H-(\d+)\t\S+\t(.*)$", result.stdout, re.M)
+    }
+
+
+def test_generate_and_quantize_write_the_same_units(corpus, gumbel_run, tmp_path):
+    save, _ = gumbel_run
+    checkpoint = save / "checkpoint_last.pt"
+    model = load_model(checkpoint)
+    manifest = read_manifest(str(corpus / "valid.tsv"))
+    sizes = torch.tensor([n for _, n in manifest.entries])
+    frames = model.output_lengths(sizes).tolist()
+
+    generated = generate_units(checkpoint, corpus, "valid")
+    assert sorted(generated) == list(range(len(frames)))
+    assert [len(generated[i]) for i in range(len(frames))] == frames
+
+    quantize.main([
+        "--checkpoint", str(checkpoint), "--manifest-dir", str(corpus), "--splits",
+        "train,valid", "--dest", str(tmp_path), "--batch-size-seconds", "3", "--report",
+    ])
+    lines = (tmp_path / "valid.src").read_text().splitlines()
+    assert [line.split() for line in lines] == [generated[i] for i in range(len(frames))]
+
+    # round trip: the tokens parse back to the codes of each utterance quantized alone
+    import soundfile as sf
+
+    for i, line in enumerate(lines):
+        audio, _ = sf.read(manifest.audio_path(i), dtype="float32")
+        idx = model.extract_features(torch.from_numpy(audio)[None])["idx"][0]
+        assert torch.equal(tokens_to_codes(line, 2), idx)
+
+    total = sum(len(line.split()) for split in ("train", "valid")
+                for line in (tmp_path / f"{split}.src").read_text().splitlines())
+    counts = read_dictionary_counts(str(tmp_path / "dict.txt"))
+    assert sum(counts.values()) == total
+    assert len(Dictionary.load(str(tmp_path / "dict.txt"))) == 4 + len(counts)
+    for ext in ("wrd", "ltr"):
+        assert (tmp_path / f"valid.{ext}").read_text() == (corpus / f"valid.{ext}").read_text()
+    assert (tmp_path / "train.usage.png").stat().st_size > 0
+    assert '"bitrate"' in (tmp_path / "valid.usage.json").read_text()
+
+    # two shards merged give the same files
+    shards = tmp_path / "shards"
+    for shard in ("0", "1"):
+        quantize.main([
+            "--checkpoint", str(checkpoint), "--manifest-dir", str(corpus), "--splits",
+            "train,valid", "--dest", str(shards), "--shard", shard, "--num-shards", "2",
+        ])
+    quantize.main(["--merge", "--dest", str(shards), "--splits", "train,valid",
+                   "--num-shards", "2"])
+    for name in ("train.src", "valid.src", "dict.txt"):
+        assert (shards / name).read_text() == (tmp_path / name).read_text(), name
+    assert not list(shards.glob("*shard*"))
