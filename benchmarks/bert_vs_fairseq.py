@@ -9,7 +9,7 @@ checkpointing are off. Throughput is fairseq's own ``wps`` (tokens per second, f
 averaged over the logging intervals after the first (warm-up); peak memory is each training
 process's max RSS (``os.wait4``). Runs alternate ``--repeats`` times to even out machine load.
 
-    python benchmarks/bert_vs_fairseq.py [--updates 60] [--layers 4 --dim 256 --ffn 1024 --heads 4]
+    python benchmarks/bert_vs_fairseq.py [--updates 30] [--layers 4 --dim 256 --ffn 1024 --heads 4]
 """
 
 import argparse
@@ -66,14 +66,14 @@ def throughput(log: str) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--updates", type=int, default=60)
+    parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--ffn", type=int, default=1024)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=8192)
-    parser.add_argument("--tokens-per-sample", type=int, default=512)
-    parser.add_argument("--utterances", type=int, default=1000)
+    parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--tokens-per-sample", type=int, default=256)
+    parser.add_argument("--utterances", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 

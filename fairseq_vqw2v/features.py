@@ -6,14 +6,16 @@ computed on the fly); both go through :class:`UnitBertFeaturizer` so they agree 
 
 import os
 from dataclasses import fields
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 
-from fairseq.data import Dictionary
+from fairseq.data import Dictionary, data_utils
 
 from .checkpoint import load_fairseq_checkpoint
 from .models.unit_bert import UnitBertConfig, UnitBertModel
+from .units import codes_to_tokens, encode_batch
 
 
 def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
@@ -39,3 +41,78 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)
     return model.eval(), dictionary
+
+
+class UnitBertFeaturizer:
+    """Frozen ``unit_bert`` features of unit sequences: one C-dim vector per unit frame.
+
+    Utterances longer than the model's ``max_positions`` (minus ``<s>``/``</s>``) are cut into
+    consecutive windows, each framed and encoded on its own, and the windows' features are
+    concatenated: frames near a window edge see less context than in one long pass, which the
+    model could not do anyway (learned positions stop at ``max_positions``).
+
+    Args:
+        model, dictionary: from :func:`load_unit_bert`.
+        layer: Transformer layer whose output is taken (1-based; default the last one, which is
+            what the paper's acoustic models use).
+        max_tokens: tokens per forward pass (windows are batched up to this).
+    """
+
+    def __init__(self, model: UnitBertModel, dictionary: Dictionary, layer: Optional[int] = None,
+                 max_tokens: int = 16384):
+        self.model = model.eval()
+        self.dictionary = dictionary
+        self.layer = layer
+        self.max_tokens = max_tokens
+        self.window = model.max_positions() - 2
+        self.dim = model.cfg.encoder_embed_dim
+
+    @classmethod
+    def from_checkpoint(cls, path: str, layer: Optional[int] = None, device: str = "cpu"):
+        model, dictionary = load_unit_bert(path)
+        return cls(model.to(device), dictionary, layer)
+
+    def token_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """T x G codes (as ``extract_features()['idx']``) -> T dictionary ids (unseen -> unk)."""
+        return torch.tensor([self.dictionary.index(t) for t in codes_to_tokens(codes)],
+                            dtype=torch.long)
+
+    @torch.no_grad()
+    def __call__(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
+        """List of T_b unit-id tensors -> list of T_b x C float features (on the model's device)."""
+        device = next(self.model.parameters()).device
+        bos, eos, pad = self.dictionary.bos(), self.dictionary.eos(), self.dictionary.pad()
+        windows = []  # (utterance, tokens of the framed window)
+        for u, ids in enumerate(utterances):
+            for start in range(0, max(len(ids), 1), self.window):
+                chunk = ids[start : start + self.window]
+                windows.append((u, torch.cat([chunk.new([bos]), chunk, chunk.new([eos])])))
+        pieces: List[List[torch.Tensor]] = [[] for _ in utterances]
+        per_batch = max(1, self.max_tokens // (self.window + 2))
+        for b in range(0, len(windows), per_batch):
+            batch = windows[b : b + per_batch]
+            tokens = data_utils.collate_tokens([w for _, w in batch], pad).to(device)
+            feats = self.model.extract_features(tokens, layer=self.layer)
+            for (u, w), f in zip(batch, feats):
+                pieces[u].append(f[1 : len(w) - 1])
+        return [torch.cat(p) if p else torch.zeros(0, self.dim, device=device) for p in pieces]
+
+    def from_audio(self, vq_model, source: torch.Tensor,
+                   padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """B x T waveforms (B x T bool padding, True = pad) -> list of T'_b x C features, one per
+        vq-wav2vec frame: audio -> units -> BERT, for acoustic models computing them on the fly."""
+        with torch.no_grad():
+            codes = encode_batch(vq_model, source, padding_mask)
+        return self([self.token_ids(c) for c in codes])
+
+
+def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Opens features written by the featurize CLI: (T_total x C fp16 memmap, offsets (N + 1,)),
+    utterance i (manifest line i) being ``feats[offsets[i]:offsets[i + 1]]``."""
+    feats = np.load(os.path.join(dest, f"{split}.feats.npy"), mmap_mode="r")
+    lengths = np.loadtxt(os.path.join(dest, f"{split}.lengths"), dtype=np.int64, ndmin=1)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    if offsets[-1] != len(feats):
+        raise ValueError(f"{dest}/{split}.lengths sums to {offsets[-1]} frames but "
+                         f"{split}.feats.npy holds {len(feats)}")
+    return feats, offsets

@@ -38,10 +38,13 @@ def tokens_to_codes(line: str, groups: int, where: str = "") -> torch.Tensor:
 def codebook_shape(model) -> Tuple[int, int]:
     """(V, G) of a quantizing vq_wav2vec model: codewords per group and groups."""
     cfg = getattr(model, "cfg", None)
-    if cfg is None or getattr(cfg, "vq_type", "none") == "none":
+    if cfg is None or not hasattr(cfg, "vq_type"):
         raise ValueError(
-            f"{type(model).__name__} does not quantize (vq_type none): it has no discrete units"
+            f"{type(model).__name__} is not a vq_wav2vec model; convert fairseq wav2vec "
+            f"checkpoints first (python -m fairseq_vqw2v.cli.convert)"
         )
+    if cfg.vq_type in (None, "none"):
+        raise ValueError("this vq_wav2vec model has vq_type none: it has no discrete units")
     return int(cfg.vq_vars), int(cfg.vq_groups)
 
 

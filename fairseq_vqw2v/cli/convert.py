@@ -1,6 +1,7 @@
 """Converts fairseq reference checkpoints into this plugin's models.
 
     python -m fairseq_vqw2v.cli.convert wav2vec SRC DEST
+    python -m fairseq_vqw2v.cli.convert roberta SRC DEST
 """
 
 import argparse
@@ -16,9 +17,17 @@ def _convert_wav2vec(args) -> str:
     return f"wav2vec -> vq_wav2vec (vq_type={cfg.get('vq_type', 'none')}): {args.dest}"
 
 
+def _convert_roberta(args) -> str:
+    from fairseq_vqw2v.interop.roberta import convert_roberta_checkpoint
+
+    return f"roberta -> unit_bert: {convert_roberta_checkpoint(args.src, args.dest)}"
+
+
 # subcommand -> (help, converter returning a one-line summary); add a row per reference model
 CONVERTERS: Dict[str, Tuple[str, Callable[[argparse.Namespace], str]]] = {
     "wav2vec": ("fairseq 'wav2vec' checkpoint (any vq_type) -> vq_wav2vec", _convert_wav2vec),
+    "roberta": ("fairseq 'roberta' masked LM on units (model.pt or folder with dict.txt) -> "
+                "unit_bert", _convert_roberta),
 }
 
 

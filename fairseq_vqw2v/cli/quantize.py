@@ -24,7 +24,6 @@ import time
 from collections import Counter
 
 import numpy as np
-import torch
 from fairseq import checkpoint_utils
 from tqdm import tqdm
 
@@ -48,9 +47,10 @@ LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
 
 
 def load_quantizer(checkpoint: str, device: str):
-    """The checkpoint's model (eval mode, on ``device``) and its task config."""
-    import fairseq_vqw2v  # noqa: F401  (registers our model and task before loading)
+    """The checkpoint's model (eval mode, on ``device``) and its task config.
 
+    Importing this module imported the package, which registered our model and task.
+    """
     state = load_fairseq_checkpoint(checkpoint)
     models, cfg, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], state=state)
     model = models[0].eval().to(device)

@@ -202,8 +202,9 @@ class VqWav2VecModel(BaseFairseqModel):
             self.bf16 = False
             return
         if cfg.compile:
-            self.feature_extractor = torch.compile(self.feature_extractor, dynamic=True)
-            self.feature_aggregator = torch.compile(self.feature_aggregator, dynamic=True)
+            # in-place compile keeps parameter names (checkpoints stay loadable without compile)
+            self.feature_extractor.compile(dynamic=True)
+            self.feature_aggregator.compile(dynamic=True)
 
     @classmethod
     def build_model(cls, cfg: VqWav2VecConfig, task=None):
@@ -213,19 +214,18 @@ class VqWav2VecModel(BaseFairseqModel):
         """B sample counts -> B frame counts (frames fully inside the audio)."""
         return self.feature_extractor.output_lengths(input_lengths)
 
-    def _input_lengths(self, source, padding_mask):
-        if padding_mask is None or not bool(padding_mask.any()):
-            return None
-        return (~padding_mask).long().sum(1)
+    def _features(self, source, padding_mask):
+        """Encoder + quantizer: (z, quantizer result with codes or None, frame lengths or None).
 
-    def _features(self, source, padding_mask, produce_targets):
-        """Encoder + quantizer: (z, quantizer result or None, frame lengths or None)."""
-        lengths = self._input_lengths(source, padding_mask)
+        Without padding, lengths stay None: the unmasked paths are fairseq's exact computation."""
+        lengths = None
+        if padding_mask is not None and bool(padding_mask.any()):
+            lengths = (~padding_mask).long().sum(1)
         z, frame_lengths = self.feature_extractor(source, lengths)
         if self.vector_quantizer is None:
             return z, None, frame_lengths
         mask = None if frame_lengths is None else frame_mask(frame_lengths, z.size(-1))
-        q_res = self.vector_quantizer(z, produce_targets=produce_targets, frame_mask=mask)
+        q_res = self.vector_quantizer(z, produce_targets=True, frame_mask=mask)
         return z, q_res, frame_lengths
 
     def forward(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> Dict[str, Any]:
@@ -237,7 +237,7 @@ class VqWav2VecModel(BaseFairseqModel):
         """
         with torch.autocast(source.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             result = {}
-            z, q_res, frame_lengths = self._features(source, padding_mask, produce_targets=True)
+            z, q_res, frame_lengths = self._features(source, padding_mask)
             features = z
             if q_res is not None:
                 features = q_res.pop("x")
@@ -254,7 +254,7 @@ class VqWav2VecModel(BaseFairseqModel):
         """-> dict ``z`` (B x C x T'), ``q`` (B x C x T'; ``z`` without VQ), ``idx`` (B x T' x G
         long; only with VQ), ``c`` (B x C x T'), and ``padding_mask`` (B x T' bool, True = padding)
         when a padding mask was given."""
-        z, q_res, frame_lengths = self._features(source, padding_mask, produce_targets=True)
+        z, q_res, frame_lengths = self._features(source, padding_mask)
         out = {"z": z, "q": z}
         if q_res is not None:
             out["q"], out["idx"] = q_res["x"], q_res["targets"]
@@ -263,9 +263,6 @@ class VqWav2VecModel(BaseFairseqModel):
             lengths = self.output_lengths((~padding_mask).long().sum(1))
             out["padding_mask"] = ~frame_mask(lengths, z.size(-1))
         return out
-
-    def max_positions(self):
-        return None
 
     # fairseq's criteria read model outputs through these; share fairseq's own implementations
     get_logits = Wav2VecModel.get_logits

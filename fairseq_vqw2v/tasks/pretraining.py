@@ -12,7 +12,6 @@ padding masks) and prints, per utterance, its unit tokens::
 fairseq refuses utterances longer than ``--max-tokens`` samples.
 """
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -25,7 +24,6 @@ from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..units import UnitDictionary, codebook_shape, encode_batch
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass
