@@ -25,6 +25,7 @@ $(TOOLS)/.system-deps: scripts/install_system_deps.sh
 
 $(KENLM_BIN)/lmplz: $(TOOLS)/.system-deps $(VENV)/.installed
 	bash scripts/build_kenlm_tools.sh $(TOOLS)/kenlm $(PY)
+	touch $@
 
 demo: setup
 	bash examples/demo/run.sh

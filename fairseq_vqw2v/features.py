@@ -18,6 +18,17 @@ from .models.unit_bert import UnitBertConfig, UnitBertModel
 from .units import codes_to_tokens, encode_batch
 
 
+def find_dictionary(checkpoint: str, cfg) -> str:
+    """The ``dict.txt`` of a checkpoint: beside it, else in its task's (first) data folder."""
+    candidates = [os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "dict.txt")]
+    if cfg.get("task") is not None and cfg["task"].get("data"):
+        candidates.append(os.path.join(str(cfg["task"]["data"]).split(":")[0], "dict.txt"))
+    found = next((p for p in candidates if os.path.exists(p)), None)
+    if found is None:
+        raise FileNotFoundError(f"{checkpoint}: no dict.txt in {sorted(set(map(os.path.dirname, candidates)))}")
+    return found
+
+
 def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     """Loads a ``unit_bert`` checkpoint (trained by ``unit_mlm`` or converted from roberta) with
     its dictionary: ``dict.txt`` beside the checkpoint, else in the task's data folder; ``<mask>``
@@ -30,13 +41,7 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     model_cfg = UnitBertConfig(
         **{f.name: cfg["model"][f.name] for f in fields(UnitBertConfig) if f.name in cfg["model"]}
     )
-    candidates = [os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")]
-    if cfg.get("task") is not None and cfg["task"].get("data"):
-        candidates.append(os.path.join(str(cfg["task"]["data"]).split(":")[0], "dict.txt"))
-    dict_path = next((p for p in candidates if os.path.exists(p)), None)
-    if dict_path is None:
-        raise FileNotFoundError(f"{path}: no dict.txt beside it or in {candidates[1:]}")
-    dictionary = Dictionary.load(dict_path)
+    dictionary = Dictionary.load(find_dictionary(path, cfg))
     dictionary.add_symbol("<mask>")
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)

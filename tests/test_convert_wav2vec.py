@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from fairseq import checkpoint_utils
+from fairseq import checkpoint_utils, options
 from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion
 from fairseq.tasks import TASK_REGISTRY
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
@@ -15,6 +15,7 @@ from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrai
 import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
 from fairseq_vqw2v.checkpoint import fairseq_safe_globals
 from fairseq_vqw2v.cli.convert import main as convert_main
+from fairseq_vqw2v.interop.wav2vec import convert_wav2vec_checkpoint
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
 
 TINY = [
@@ -128,3 +129,31 @@ def test_convert_rejects_other_models(reference, tmp_path, capsys):
     assert convert_main(["wav2vec", str(src), str(ours)]) == 0
     assert convert_main(["wav2vec", str(ours), str(tmp_path / "again.pt")]) == 1
     assert "expected a fairseq 'wav2vec' checkpoint, found model 'vq_wav2vec'" in capsys.readouterr().err
+
+
+def test_converts_legacy_args_checkpoint(corpus, reference, tmp_path):
+    """The released vq-wav2vec.pt / vq-wav2vec_kmeans.pt keep an argparse ``args``, not ``cfg``."""
+    data, source = corpus
+    trained = reference("gumbel")
+    with fairseq_safe_globals():
+        state = torch.load(trained)
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser,
+        [str(data), "--task", "audio_pretraining", "--arch", "wav2vec", "--criterion", "wav2vec",
+         *TINY, *VQ_FLAGS["gumbel"]],
+    )
+    legacy = tmp_path / "vq-wav2vec.pt"
+    torch.save(
+        {"args": args, "model": state["model"], "extra_state": {},
+         "optimizer_history": [{"criterion_name": "Wav2vecCriterion", "optimizer_name": "Adam",
+                                "lr_scheduler_state": {}, "num_updates": 2}]},
+        legacy,
+    )
+    cfg = convert_wav2vec_checkpoint(str(legacy), str(tmp_path / "ours.pt"))
+    assert cfg["vq_type"] == "gumbel" and cfg["combine_groups"] and cfg["vq_depth"] == 2
+    ours = _load(tmp_path / "ours.pt", data).eval()
+    ref = _load(trained, data).eval()
+    with torch.no_grad():
+        _, idx = ref.vector_quantizer.forward_idx(ref.feature_extractor(source))
+    assert torch.equal(ours.extract_features(source)["idx"], idx)

@@ -198,5 +198,10 @@ def test_gpu_flags_are_noops_on_cpu(caplog):
 def test_bad_layer_spec_is_a_clear_error():
     with pytest.raises(ValueError, match="conv_feature_layers"):
         _model(conv_feature_layers="[(32, 10)")
+    model = _model().eval()
     with pytest.raises(ValueError, match="too few"):
-        _model().eval()(torch.randn(1, 600))
+        model(torch.randn(1, 600))
+    with pytest.raises(ValueError, match="B x T"):
+        model.extract_features(torch.randn(4000))
+    with pytest.raises(ValueError, match="padding_mask shape"):
+        model(torch.randn(2, 4000), padding_mask=torch.zeros(2, 3000, dtype=torch.bool))

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..checkpoint import load_fairseq_checkpoint
 from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
+from ..data.manifest import duration_summary
 from ..units import (
     codebook_shape,
     codes_to_tokens,
@@ -115,7 +116,7 @@ def quantize(args):
     num_vars, groups = codebook_shape(model)
     os.makedirs(args.dest, exist_ok=True)
     suffix = shard_suffix(args.shard, args.num_shards)
-    total, utterances, seconds = Counter(), 0, 0.0
+    total, sizes = Counter(), []
     for split in args.splits:
         dataset = ManifestAudioDataset(
             os.path.join(args.manifest_dir, f"{split}.tsv"),
@@ -131,15 +132,14 @@ def quantize(args):
             os.path.join(args.dest, f"{split}.src{suffix}"), (tokens[i] for i in indices)
         )
         total.update(counts)
-        utterances += len(indices)
-        seconds += float(dataset.sizes[indices].sum()) / dataset.sample_rate
+        sizes += dataset.sizes[indices].tolist()
         copy_labels(args.manifest_dir, args.dest, split)
         if args.report:
             write_report(args.dest, split + suffix, counts, num_vars, groups)
     write_dictionary(os.path.join(args.dest, f"dict.txt{suffix}"), total)
     stats = usage_stats(total, num_vars, groups)
     print(
-        f"quantized {utterances} utterances ({seconds / 3600:.2f} h) of {','.join(args.splits)} "
+        f"quantized {duration_summary(sizes, dataset.sample_rate)} of {','.join(args.splits)} "
         f"into {stats['tokens']} tokens: {stats['distinct_tokens']} distinct of "
         f"{stats['possible_tokens']}, code perplexity {stats['code_perplexity']:.1f} of "
         f"{stats['max_code_perplexity']}, {stats['bitrate']:.0f} bit/s -> {args.dest}{suffix} "
@@ -205,7 +205,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    logging.basicConfig(format="%(levelname)s | %(name)s | %(message)s", level=logging.WARNING)
+    # force: importing fairseq may already have configured the root logger
+    logging.basicConfig(
+        format="%(levelname)s | %(name)s | %(message)s", level=logging.WARNING, force=True
+    )
     args = parse_args(argv)
     if args.merge:
         merge(args)

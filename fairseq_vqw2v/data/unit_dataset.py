@@ -4,10 +4,11 @@ A ``.src`` file holds one utterance per line, units as ``i0-i1`` tokens (G group
 a single integer for G = 1), in the order of the manifest it was quantized from.
 """
 
+import array
 import logging
 import os
 import re
-from typing import List, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -29,29 +30,32 @@ def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.nd
     """Reads a ``.src`` unit file into (all token ids concatenated, int32; line offsets, N + 1).
 
     Units missing from ``dictionary`` become ``<unk>`` (counted and logged); tokens that are not
-    units, and empty lines, raise :class:`UnitFileError` naming ``path:line``.
+    units, and empty lines, raise :class:`UnitFileError` naming ``path:line``. For corpora of
+    hundreds of millions of units, binarize once with fairseq-preprocess instead.
     """
-    ids: List[int] = []
+    ids = array.array("i")
     offsets = [0]
-    unknown = 0
     unk = dictionary.unk()
+    lookup = dictionary.indices
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             tokens = line.split()
             if not tokens:
                 raise UnitFileError(f"{path}:{lineno}: empty line (an utterance without units)")
-            for tok in tokens:
-                if not UNIT_TOKEN.match(tok):
+            line_ids = [lookup.get(tok, -1) for tok in tokens]
+            for tok, idx in zip(tokens, line_ids):
+                if idx < 0 and not UNIT_TOKEN.match(tok):
                     raise UnitFileError(
                         f"{path}:{lineno}: {tok!r} is not a unit token (expected e.g. '12-305')"
                     )
-                idx = dictionary.index(tok)
-                unknown += idx == unk
-                ids.append(idx)
+            ids.extend(line_ids)
             offsets.append(len(ids))
+    tokens = np.frombuffer(ids, dtype=np.int32).copy()
+    unknown = int((tokens < 0).sum())
     if unknown:
-        logger.warning(f"{path}: {unknown} of {len(ids)} units are not in the dictionary (<unk>)")
-    return np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
+        tokens[tokens < 0] = unk
+        logger.warning(f"{path}: {unknown} of {len(tokens)} units are not in the dictionary (<unk>)")
+    return tokens, np.asarray(offsets, dtype=np.int64)
 
 
 class UnitDataset(FairseqDataset):

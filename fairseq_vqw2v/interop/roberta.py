@@ -16,6 +16,7 @@ from typing import Dict
 import torch
 
 from ..checkpoint import load_fairseq_checkpoint
+from ..features import find_dictionary
 from ..models.unit_bert import UnitBertConfig
 
 # roberta name (after the "encoder.sentence_encoder." / "encoder.lm_head." prefix) -> ours
@@ -139,12 +140,7 @@ def convert_roberta_checkpoint(src: str, dest: str) -> str:
     model_cfg = unit_bert_config_from_roberta(cfg["model"])
     weights = roberta_state_to_unit_bert(state["model"])
 
-    candidates = [os.path.join(os.path.dirname(path), "dict.txt")]
-    if cfg.get("task") is not None and cfg["task"].get("data"):
-        candidates.append(os.path.join(str(cfg["task"]["data"]).split(":")[0], "dict.txt"))
-    dict_path = next((p for p in candidates if os.path.exists(p)), None)
-    if dict_path is None:
-        raise FileNotFoundError(f"{path}: no dict.txt beside it or in its data folder")
+    dict_path = find_dictionary(path, cfg)
 
     dest_dir = os.path.dirname(os.path.abspath(dest))
     os.makedirs(dest_dir, exist_ok=True)

@@ -153,7 +153,7 @@ class VqWav2VecModel(BaseFairseqModel):
         embed = encoder_layers[-1][0]
 
         self.feature_extractor = ConvFeatureEncoder(
-            encoder_layers, 0.0, cfg.log_compression, cfg.skip_connections_feat,
+            encoder_layers, cfg.log_compression, cfg.skip_connections_feat,
             cfg.residual_scale, affine, activation,
         )
         vq_dim = cfg.vq_dim if cfg.vq_dim > 0 else embed
@@ -218,6 +218,12 @@ class VqWav2VecModel(BaseFairseqModel):
         """Encoder + quantizer: (z, quantizer result with codes or None, frame lengths or None).
 
         Without padding, lengths stay None: the unmasked paths are fairseq's exact computation."""
+        if source.dim() != 2:
+            raise ValueError(f"source must be B x T audio, got shape {tuple(source.shape)}")
+        if padding_mask is not None and padding_mask.shape != source.shape:
+            raise ValueError(
+                f"padding_mask shape {tuple(padding_mask.shape)} != source shape {tuple(source.shape)}"
+            )
         lengths = None
         if padding_mask is not None and bool(padding_mask.any()):
             lengths = (~padding_mask).long().sum(1)

@@ -17,17 +17,18 @@ def conv_output_lengths(lengths: torch.Tensor, layers: List[Tuple[int, int, int]
 
 
 class ConvEncoderBlock(nn.Module):
-    """conv (no bias) -> dropout -> GroupNorm(1) -> activation; B x C_in x T -> B x C_out x T'."""
+    """conv (no bias) -> GroupNorm(1) -> activation; B x C_in x T -> B x C_out x T'.
 
-    def __init__(self, n_in, n_out, kernel, stride, dropout, affine, activation):
+    (fairseq's block has a dropout after the conv, but wav2vec always builds it with p=0.)"""
+
+    def __init__(self, n_in, n_out, kernel, stride, affine, activation):
         super().__init__()
         self.conv = nn.Conv1d(n_in, n_out, kernel, stride=stride, bias=False)
-        self.dropout = nn.Dropout(p=dropout)
         self.norm = MaskedGroupNorm(1, n_out, affine=affine)
         self.activation = activation
 
     def forward(self, x, lengths=None):
-        return self.activation(self.norm(self.dropout(self.conv(x)), lengths))
+        return self.activation(self.norm(self.conv(x), lengths))
 
 
 class ConvFeatureEncoder(nn.Module):
@@ -42,7 +43,6 @@ class ConvFeatureEncoder(nn.Module):
     def __init__(
         self,
         conv_layers: List[Tuple[int, int, int]],
-        dropout: float,
         log_compression: bool,
         skip_connections: bool,
         residual_scale: float,
@@ -55,7 +55,7 @@ class ConvFeatureEncoder(nn.Module):
         in_dim = 1
         for dim, kernel, stride in conv_layers:
             self.conv_layers.append(
-                ConvEncoderBlock(in_dim, dim, kernel, stride, dropout, affine_group_norm, activation)
+                ConvEncoderBlock(in_dim, dim, kernel, stride, affine_group_norm, activation)
             )
             in_dim = dim
         self.log_compression = log_compression

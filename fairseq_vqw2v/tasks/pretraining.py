@@ -25,7 +25,6 @@ from ..data.audio_dataset import ManifestAudioDataset
 from ..units import UnitDictionary, codebook_shape, encode_batch
 
 
-
 @dataclass
 class PretrainingConfig(FairseqDataclass):
     data: str = field(
