@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from fairseq.data import Dictionary, data_utils
+from fairseq.models import ARCH_MODEL_REGISTRY
 
 from .checkpoint import load_fairseq_checkpoint
 from .models.unit_bert import UnitBertConfig, UnitBertModel
@@ -25,7 +26,8 @@ def find_dictionary(checkpoint: str, cfg) -> str:
         candidates.append(os.path.join(str(cfg["task"]["data"]).split(":")[0], "dict.txt"))
     found = next((p for p in candidates if os.path.exists(p)), None)
     if found is None:
-        raise FileNotFoundError(f"{checkpoint}: no dict.txt in {sorted(set(map(os.path.dirname, candidates)))}")
+        folders = sorted(set(map(os.path.dirname, candidates)))
+        raise FileNotFoundError(f"{checkpoint}: no dict.txt in {folders}")
     return found
 
 
@@ -35,9 +37,12 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     is appended as the task does. Returns the model in eval mode on CPU."""
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
-    if cfg["model"].get("_name") != "unit_bert":
-        raise ValueError(f"{path}: not a unit_bert checkpoint (model {cfg['model'].get('_name')!r}); "
-                         "convert roberta checkpoints with `python -m fairseq_vqw2v.cli.convert roberta`")
+    name = cfg["model"].get("_name")  # the arch (unit_bert_*) after fairseq-train
+    if name != "unit_bert" and ARCH_MODEL_REGISTRY.get(name) is not UnitBertModel:
+        raise ValueError(
+            f"{path}: not a unit_bert checkpoint (model {name!r}); convert "
+            "roberta checkpoints with `python -m fairseq_vqw2v.cli.convert roberta SRC DEST`"
+        )
     model_cfg = UnitBertConfig(
         **{f.name: cfg["model"][f.name] for f in fields(UnitBertConfig) if f.name in cfg["model"]}
     )

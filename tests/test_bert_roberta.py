@@ -9,7 +9,7 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 
-from fairseq_vqw2v.checkpoint import fairseq_safe_globals
+from fairseq_vqw2v.checkpoint import fairseq_safe_globals, load_fairseq_checkpoint
 from fairseq_vqw2v.criterions.span_mlm import SpanMlmCriterion
 from fairseq_vqw2v.features import load_unit_bert
 from fairseq_vqw2v.interop.roberta import convert_roberta_checkpoint, roberta_state_to_unit_bert
@@ -73,9 +73,10 @@ def test_converted_roberta_matches_fairseq(roberta, tmp_path):
 
 def test_converter_refuses_unmapped_parameters():
     with pytest.raises(ValueError, match="no unit_bert counterpart"):
-        roberta_state_to_unit_bert({"encoder.sentence_encoder.layers.0.adapter.weight": torch.zeros(1)})
+        roberta_state_to_unit_bert({"encoder.sentence_encoder.layers.0.adapter.weight": torch.ones(1)})
     with pytest.raises(ValueError, match="incomplete q/k/v"):
-        roberta_state_to_unit_bert({"encoder.sentence_encoder.layers.0.self_attn.q_proj.weight": torch.zeros(1)})
+        roberta_state_to_unit_bert(
+            {"encoder.sentence_encoder.layers.0.self_attn.q_proj.weight": torch.ones(1)})
 
 
 def test_converter_needs_a_dictionary(roberta, tmp_path):
@@ -87,3 +88,25 @@ def test_converter_needs_a_dictionary(roberta, tmp_path):
             convert_roberta_checkpoint(str(tmp_path), str(tmp_path / "out" / "bert.pt"))
     finally:
         (roberta / "bin" / "dict.moved").rename(roberta / "bin" / "dict.txt")
+
+
+def test_old_roberta_layout_maps_to_the_same_weights(roberta):
+    """fairseq <= 0.9 names: decoder.*, emb_layer_norm, fused in_proj_weight/bias."""
+    state = load_fairseq_checkpoint(str(roberta / "ckpt" / "checkpoint_last.pt"))["model"]
+    old = {}
+    for name, value in state.items():
+        name = name.replace("encoder.", "decoder.", 1)
+        name = name.replace("layernorm_embedding", "emb_layer_norm")
+        if ".self_attn.q_proj." in name or ".self_attn.k_proj." in name:
+            continue
+        if ".self_attn.v_proj." in name:
+            kind = name.rsplit(".", 1)[1]
+            q, k, v = (state[name.replace("decoder.", "encoder.", 1).replace("v_proj", p)]
+                       for p in ("q_proj", "k_proj", "v_proj"))
+            name = name.replace(f"v_proj.{kind}", f"in_proj_{kind}")
+            value = torch.cat([q, k, v])
+        old[name] = value
+    new, converted_old = roberta_state_to_unit_bert(state), roberta_state_to_unit_bert(old)
+    assert new.keys() == converted_old.keys()
+    for key in new:
+        assert torch.equal(new[key], converted_old[key]), key

@@ -9,6 +9,7 @@ import pytest
 from _bert_util import write_unit_corpus
 
 import fairseq_vqw2v
+from fairseq_vqw2v.features import load_unit_bert
 
 USER_DIR = Path(fairseq_vqw2v.__file__).parent
 
@@ -40,7 +41,9 @@ def test_loss_decreases_and_training_resumes(tmp_path):
     assert losses[-1] < losses[0] - 1.0  # 6 bits (uniform over 68 types) down to < 5
     assert valid[-1] < valid[0]
     assert accuracy[-1] > 15  # chance is 1.5 %
-    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+    # a trained checkpoint loads for featurizing, its dictionary found through the task's data
+    model, dictionary = load_unit_bert(str(tmp_path / "ckpt" / "checkpoint_last.pt"))
+    assert len(model.encoder.layers) == 2 and dictionary.index("<mask>") == len(dictionary) - 1
 
     log = _train(data, tmp_path / "ckpt", 40)
     assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 30 updates\)", log)

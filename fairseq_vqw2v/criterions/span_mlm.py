@@ -3,7 +3,6 @@
 import math
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 
 from fairseq import metrics, utils

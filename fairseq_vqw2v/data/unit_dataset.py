@@ -54,7 +54,7 @@ def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.nd
     unknown = int((tokens < 0).sum())
     if unknown:
         tokens[tokens < 0] = unk
-        logger.warning(f"{path}: {unknown} of {len(tokens)} units are not in the dictionary (<unk>)")
+        logger.warning(f"{path}: {unknown} of {len(tokens)} units not in the dictionary: <unk>")
     return tokens, np.asarray(offsets, dtype=np.int64)
 
 
@@ -116,7 +116,8 @@ def load_units(data_dir: str, split: str, dictionary: Dictionary):
     (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``."""
     prefix = os.path.join(data_dir, split)
     if os.path.exists(prefix + ".idx"):
-        return StripEosDataset(data_utils.load_indexed_dataset(prefix, dictionary), dictionary.eos())
+        dataset = data_utils.load_indexed_dataset(prefix, dictionary)
+        return StripEosDataset(dataset, dictionary.eos())
     src = prefix + ".src"
     if not os.path.exists(src):
         raise FileNotFoundError(f"no units for split {split!r}: neither {src} nor {prefix}.bin")

@@ -159,7 +159,11 @@ def unit_bert_checkpoint(model_cfg: UnitBertConfig, weights, data_dir: str) -> d
     cfg = {
         "common": {"seed": 1},
         "model": model,
-        "task": {"_name": "unit_mlm", "data": data_dir, "tokens_per_sample": model_cfg.max_positions},
+        "task": {
+            "_name": "unit_mlm",
+            "data": data_dir,
+            "tokens_per_sample": model_cfg.max_positions,
+        },
         "criterion": {"_name": "span_mlm"},
     }
     return {

@@ -40,7 +40,8 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """x: B x T x C; attn_mask: B x 1 x 1 x T bool (True = attend) or None -> B x T x C."""
+        """x: B x T x C; attn_mask: B x 1 x 1 x T additive (0 or -inf on padding) or None
+        -> B x T x C."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(
@@ -125,7 +126,9 @@ class TransformerEncoder(nn.Module):
         attn_mask = None
         if not bool(not_pad.all()):
             x = x * not_pad.unsqueeze(-1).type_as(x)
-            attn_mask = not_pad[:, None, None, :]
+            # additive and built once: a boolean mask would be converted again in every layer
+            attn_mask = torch.zeros(not_pad.shape, dtype=x.dtype, device=x.device)
+            attn_mask = attn_mask.masked_fill(~not_pad, float("-inf"))[:, None, None, :]
         states = [x] if return_all else []
         for layer in self.layers[: num_layers if num_layers is not None else len(self.layers)]:
             x = layer(x, attn_mask)

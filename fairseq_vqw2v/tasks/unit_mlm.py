@@ -1,4 +1,18 @@
-"""``unit_mlm``: masked-LM training on discrete units with the paper's span masking."""
+"""``unit_mlm``: masked-LM training on discrete units with the paper's span masking.
+
+Stage 2 of the pipeline, on the quantizer's output folder (``dict.txt`` + ``{split}.src``)::
+
+    fairseq-train data/units --user-dir fairseq_vqw2v --task unit_mlm --criterion span_mlm \
+        --arch unit_bert_small --tokens-per-sample 512 --max-tokens 8192 \
+        --optimizer adam --lr 5e-4 --lr-scheduler polynomial_decay --warmup-updates 10000 \
+        --total-num-update 250000 --max-update 250000
+
+Defaults mask as the paper: span starts with probability 0.05, 10 tokens each, mask only
+(``--leave-unmasked-prob 0.1 --random-token-prob 0.1`` for BERT's 80/10/10;
+``--mask-semantics fairseq --mask-prob 0.5`` for masked_lm's rule). Large corpora load faster
+binarized once: ``fairseq-preprocess --only-source --srcdict dict.txt --trainpref train.src ...``
+into the same folder (``{split}.bin/.idx`` are preferred over ``{split}.src``).
+"""
 
 import logging
 import os
