@@ -15,6 +15,7 @@ from fairseq_vqw2v.data.unit_dataset import (
     load_units,
     read_unit_file,
 )
+from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
 
 
 def _write_units(folder, split, lines, vocab):
@@ -132,3 +133,22 @@ def test_collater_pads_batch(units):
     order = dataset.ordered_indices()
     assert sorted(order.tolist()) == [0, 1, 2, 3]
     assert list(dataset.sizes[order]) == sorted(dataset.sizes)
+
+
+@pytest.mark.parametrize("batch_size,max_tokens", [(2, None), (None, 300)])
+def test_validation_batches_keep_every_utterance(tmp_path, batch_size, max_tokens):
+    # fairseq drops a last batch whose size is not a multiple of --required-batch-size-multiple
+    vocab = [f"{i}-{j}" for i in range(4) for j in range(3)]
+    rng = np.random.default_rng(1)
+    lines = [[vocab[k] for k in rng.integers(0, len(vocab), n)] for n in rng.integers(5, 60, 11)]
+    _write_units(tmp_path, "valid", lines, vocab)
+    task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path), seed=1))
+    task.load_dataset("valid")
+    itr = task.get_batch_iterator(
+        task.dataset("valid"), max_tokens=max_tokens, max_sentences=batch_size,
+        required_batch_size_multiple=8,
+    ).next_epoch_itr(shuffle=False)
+    batches = [batch["id"].tolist() for batch in itr]
+    assert sorted(i for ids in batches for i in ids) == list(range(11))
+    if batch_size:
+        assert all(len(ids) <= batch_size for ids in batches)

@@ -77,7 +77,7 @@ class CollapseMonitor:
             f"{self.fraction:g} x {num_vars}): the codebook has collapsed, the model uses "
             f"almost no codes (fairseq issues 1850, 1885). Try a diversity penalty "
             f"(--loss-weights '[0.1]' for Gumbel), a higher or slower-decaying Gumbel "
-            f"temperature (--log-temp / --vq-temp), a lower learning rate or a longer warmup, "
+            f"temperature (--vq-temp, --temp-schedule), a lower learning rate or a longer warmup, "
             f"or check the audio (silence, wrong sample rate)."
         )
 

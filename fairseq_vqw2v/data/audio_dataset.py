@@ -16,12 +16,13 @@ import soundfile as sf
 import torch
 from fairseq.data.audio.raw_audio_dataset import RawAudioDataset
 
+from .batching import KeepLastBatchMixin
 from .manifest import ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
 
 
-class ManifestAudioDataset(RawAudioDataset):
+class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
     """Utterances of one manifest (``{split}.tsv``), one 1-D float waveform (T) per item.
 
     Args:
@@ -101,12 +102,6 @@ class ManifestAudioDataset(RawAudioDataset):
             return source
         start = np.random.RandomState((self.seed, self.epoch, index)).randint(0, excess + 1)
         return source[start : start + size]
-
-    def batch_by_size(self, indices, max_tokens=None, max_sentences=None,
-                      required_batch_size_multiple=1):
-        # fairseq-fixed drops the last batch when its size is not a multiple of this (default 8):
-        # utterances fairseq-generate would silently skip; batch-size multiples buy audio nothing
-        return super().batch_by_size(indices, max_tokens, max_sentences, 1)
 
     def collater(self, samples):
         samples = [s for s in samples if s["source"] is not None]

@@ -15,6 +15,7 @@ import torch
 
 from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_utils
 
+from .batching import KeepLastBatchMixin
 from .span_mask import corrupt, span_mask
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def load_units(data_dir: str, split: str, dictionary: Dictionary):
     return UnitDataset.from_src(src, dictionary)
 
 
-class SpanMaskedUnitDataset(FairseqDataset):
+class SpanMaskedUnitDataset(KeepLastBatchMixin, FairseqDataset):
     """Crops, frames and span-masks utterances for masked-LM training.
 
     Each item is cropped to ``tokens_per_sample`` tokens including framing (a random window when

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .onednn_linear import Linear, linear
+
 
 def init_bert_params(module: nn.Module) -> None:
     """BERT initialisation: N(0, 0.02) weights, zero biases, zero padding embedding."""
@@ -36,8 +38,8 @@ class SelfAttention(nn.Module):
             raise ValueError(f"embedding dim {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.dropout = dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.out_proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """x: B x T x C; attn_mask: B x 1 x 1 x T additive (0 or -inf on padding) or None
@@ -65,8 +67,8 @@ class TransformerLayer(nn.Module):
         super().__init__()
         self.self_attn = SelfAttention(dim, heads, attention_dropout)
         self.attn_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.fc1 = Linear(dim, ffn_dim)
+        self.fc2 = Linear(ffn_dim, dim)
         self.ffn_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.activation_dropout = nn.Dropout(activation_dropout)
@@ -142,11 +144,11 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, dim: int, weight: nn.Parameter):
         super().__init__()
-        self.dense = nn.Linear(dim, dim)
+        self.dense = Linear(dim, dim)
         self.norm = nn.LayerNorm(dim)
         self.weight = weight
         self.bias = nn.Parameter(torch.zeros(weight.size(0)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features: ... x C -> ... x V logits."""
-        return F.linear(self.norm(F.gelu(self.dense(features))), self.weight, self.bias)
+        return linear(self.norm(F.gelu(self.dense(features))), self.weight, self.bias)
