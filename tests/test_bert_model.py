@@ -8,6 +8,7 @@ import torch
 from fairseq.models import ARCH_MODEL_REGISTRY, ARCH_CONFIG_REGISTRY
 
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
+from fairseq_vqw2v.modules.onednn_linear import linear
 
 PAD = 1
 
@@ -62,6 +63,26 @@ def test_gradients_reach_all_parameters():
     model(tokens, masked_tokens=tokens > 15).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("onednn", [True, False])
+def test_linear_matches_float64_reference_with_gradients(bias, onednn, monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 48, requires_grad=True)
+    weight = (torch.randn(40, 48) * 0.1).requires_grad_()
+    b = torch.randn(40, requires_grad=True) if bias else None
+    grad = torch.randn(3, 7, 40)
+    out = linear(x, weight, b)
+    out.backward(grad)
+    leaves = [x, weight] + ([b] if bias else [])
+    ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    ref = torch.nn.functional.linear(*ref_leaves[:2], ref_leaves[2] if bias else None)
+    ref.backward(grad.double())
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    for leaf, ref_leaf in zip(leaves, ref_leaves):
+        torch.testing.assert_close(leaf.grad.double(), ref_leaf.grad, atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

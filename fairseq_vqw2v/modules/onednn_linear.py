@@ -4,7 +4,7 @@ Same function as ``F.linear`` in full fp32; only the GEMM library differs. On CP
 BLAS picks a narrow code path (MKL on AMD runs AVX2 kernels) oneDNN's AVX-512 kernels are about
 2x faster for the forward and input-gradient GEMMs and 1.5x for the weight gradient. Anything
 else (GPU tensors, other dtypes, oneDNN unavailable or turned off with
-``torch.backends.mkldnn.flags(enabled=False)``) goes through ``F.linear``.
+``torch.backends.mkldnn.enabled = False``) goes through ``F.linear``.
 """
 
 from typing import Optional

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fast_dropout import Dropout, attention
 from .onednn_linear import Linear, linear
 
 
@@ -46,9 +47,7 @@ class SelfAttention(nn.Module):
         -> B x T x C."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = attention(q, k, v, attn_mask, self.dropout, self.training)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -70,8 +69,8 @@ class TransformerLayer(nn.Module):
         self.fc1 = Linear(dim, ffn_dim)
         self.fc2 = Linear(ffn_dim, dim)
         self.ffn_norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
-        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(dropout)
+        self.activation_dropout = Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """x: B x T x C -> B x T x C."""
@@ -106,7 +105,7 @@ class TransformerEncoder(nn.Module):
         self.embed_tokens = nn.Embedding(vocab_size, dim, padding_idx)
         self.embed_positions = nn.Embedding(max_positions + padding_idx + 1, dim, padding_idx)
         self.embed_norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(dim, ffn_dim, heads, dropout, attention_dropout, activation_dropout)
             for _ in range(layers)
