@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The embedded demo: runs the pipeline on a corpus synthesized here with flite, no download.
+# Called by `make demo` from the repository root (after `make setup`). Every stage is idempotent:
+# a finished stage is skipped, an interrupted training resumes from its checkpoint_last.pt, and a
+# stage that (re)trains removes the outputs downstream of it so that they are rebuilt to match.
+#
+# Environment overrides: DEMO_HOURS (train audio, default 1.0 h, plus 5 min each of valid and
+# test), DEMO_SEED (default 1), DEMO_VQ_UPDATES (default 400), DEMO_BERT_UPDATES (default 400).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+BIN=.venv/bin
+DEMO=demo
+HOURS=${DEMO_HOURS:-1.0}
+SEED=${DEMO_SEED:-1}
+VQ_UPDATES=${DEMO_VQ_UPDATES:-400}
+BERT_UPDATES=${DEMO_BERT_UPDATES:-400}
+USER_DIR=$PWD/fairseq_vqw2v
+start=$(date +%s)
+stage_start=$start
+# fairseq-train resumed from a finished checkpoint still takes one more update (and so changes the
+# model and every unit downstream): train only while the checkpoint is short of its target.
+trained_to() {  # CHECKPOINT UPDATES
+  [ -f "$1" ] && $PY -c "import sys
+from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
+state = load_fairseq_checkpoint(sys.argv[1])
+sys.exit(state['optimizer_history'][-1]['num_updates'] < int(sys.argv[2]))" "$1" "$2" 2>/dev/null
+}
+stage_done() {
+  local now; now=$(date +%s)
+  echo "   ($1 done in $(( now - stage_start )) s)"
+  stage_start=$now
+}
+
+echo "== stage 0: embedded corpus (flite) -> $DEMO/corpus"
+$PY -m manifests.synth --out "$DEMO/corpus" --hours "$HOURS" --seed "$SEED"
+stage_done "corpus"
+
+# k-means with InfoNCE: in a few hundred CPU updates the Gumbel quantizer collapses to 2-4 codes
+# (as fairseq's reference does with the same config), while k-means keeps learning; the paper
+# finds the two close once fully trained.
+echo "== stage 1: vq-wav2vec pretraining (vq_wav2vec_tiny, k-means, $VQ_UPDATES updates) -> $DEMO/vq"
+if trained_to "$DEMO/vq/checkpoint_last.pt" "$VQ_UPDATES"; then
+  echo "   $DEMO/vq/checkpoint_last.pt already has $VQ_UPDATES updates"
+else
+  rm -rf "$DEMO/units" "$DEMO/bert" "$DEMO/features"
+  $BIN/fairseq-train "$DEMO/corpus" --user-dir "$USER_DIR" --cpu --seed "$SEED" \
+    --task vqw2v_pretraining --max-sample-size 48000 --min-sample-size 8000 \
+    --arch vq_wav2vec_tiny --vq-type kmeans --criterion vqw2v_contrastive --infonce \
+    --loss-weights '[1]' --collapse-warn-after 200 --collapse-warn-interval 100 \
+    --max-tokens 400000 --num-workers 0 --skip-invalid-size-inputs-valid-test \
+    --optimizer adam --lr 1e-3 --lr-scheduler cosine --warmup-updates 30 --warmup-init-lr 1e-7 \
+    --min-lr 1e-6 --max-update "$VQ_UPDATES" --validate-interval 1000 --validate-interval-updates 200 \
+    --save-dir "$DEMO/vq" --no-epoch-checkpoints --save-interval 1000 --save-interval-updates 100 \
+    --keep-interval-updates 1 --log-format simple --log-interval 50
+fi
+stage_done "pretraining"
+
+echo "== stage 2: units -> $DEMO/units"
+# dict.txt is written after every split's units: its presence marks a complete stage
+if [ -f "$DEMO/units/dict.txt" ]; then
+  echo "   $DEMO/units already complete"
+else
+  $PY -m fairseq_vqw2v.cli.quantize --checkpoint "$DEMO/vq/checkpoint_last.pt" \
+    --manifest-dir "$DEMO/corpus" --splits train,valid,test --dest "$DEMO/units" --report
+fi
+stage_done "quantization"
+
+echo "== stage 3: BERT on units (unit_bert_tiny, span masking p=0.05 M=10, $BERT_UPDATES updates) -> $DEMO/bert"
+if trained_to "$DEMO/bert/checkpoint_last.pt" "$BERT_UPDATES"; then
+  echo "   $DEMO/bert/checkpoint_last.pt already has $BERT_UPDATES updates"
+else
+  rm -rf "$DEMO/features"
+  $BIN/fairseq-train "$DEMO/units" --user-dir "$USER_DIR" --cpu --seed "$SEED" \
+    --task unit_mlm --arch unit_bert_tiny --criterion span_mlm --tokens-per-sample 256 \
+    --max-tokens 8192 --num-workers 0 --optimizer adam --adam-betas '(0.9, 0.98)' \
+    --lr 1e-3 --lr-scheduler polynomial_decay --warmup-updates 40 \
+    --total-num-update "$BERT_UPDATES" --max-update "$BERT_UPDATES" \
+    --validate-interval 1000 --validate-interval-updates 200 --save-dir "$DEMO/bert" \
+    --no-epoch-checkpoints --save-interval 1000 --save-interval-updates 100 --keep-interval-updates 1 \
+    --log-format simple --log-interval 50
+fi
+stage_done "BERT training"
+
+echo "== stage 4: frozen-BERT features -> $DEMO/features"
+for split in train valid test; do
+  # {split}.lengths is written after the features: its presence marks a complete split
+  [ -f "$DEMO/features/$split.lengths" ] && { echo "   $DEMO/features/$split already complete"; continue; }
+  $PY -m fairseq_vqw2v.cli.featurize --vq-checkpoint "$DEMO/vq/checkpoint_last.pt" \
+    --bert-checkpoint "$DEMO/bert/checkpoint_last.pt" --manifest-dir "$DEMO/corpus" \
+    --split "$split" --dest "$DEMO/features"
+done
+stage_done "featurizing"
+
+echo "next: the acoustic model (CTC on letters/phones) on $DEMO/features and KenLM decoding with" \
+  "$DEMO/corpus/lm/{lm.txt,lexicon.txt} come with the acoustic-model and decoding issues"
+echo "demo done in $(( $(date +%s) - start )) s: corpus $DEMO/corpus ($HOURS h, seed $SEED)," \
+  "vq-wav2vec $DEMO/vq, units $DEMO/units (usage: $DEMO/units/train.usage.png)," \
+  "BERT $DEMO/bert, features $DEMO/features"
