@@ -1,4 +1,4 @@
-"""unit_bert model: shapes, padding invariance, masked-only head, layers, archs."""
+"""unit_bert model: shapes, padding invariance, masked-only head, layers, archs, fast kernels."""
 
 import argparse
 
@@ -8,6 +8,7 @@ import torch
 from fairseq.models import ARCH_MODEL_REGISTRY, ARCH_CONFIG_REGISTRY
 
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
+from fairseq_vqw2v.modules.fast_dropout import attention, drop_mask, dropout
 from fairseq_vqw2v.modules.onednn_linear import linear
 
 PAD = 1
@@ -100,3 +101,30 @@ def test_archs_set_paper_sizes_but_keep_command_line_values(arch, layers, dim, f
     args = argparse.Namespace(encoder_layers=3)
     ARCH_CONFIG_REGISTRY[arch](args)
     assert args.encoder_layers == 3
+
+
+def test_fast_dropout_rate_scale_and_gradient_mask():
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1000).add_(0.5).requires_grad_()
+    y = dropout(x, 0.1, training=True)
+    dropped = y == 0
+    assert abs(dropped.float().mean().item() - 0.1) < 0.002
+    torch.testing.assert_close(y[~dropped], x[~dropped] / 0.9)
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad == 0, dropped)
+    torch.testing.assert_close(x.grad[~dropped], torch.full_like(x.grad[~dropped], 1 / 0.9))
+    assert dropout(x, 0.1, training=False) is x
+
+
+def test_attention_with_dropout_is_softmax_attention_with_the_dropped_probabilities():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    mask = torch.zeros(2, 1, 1, 5).masked_fill(pad[:, None, None], float("-inf"))
+    torch.manual_seed(1)
+    out = attention(q, k, v, mask, 0.3, training=True)
+    torch.manual_seed(1)
+    drop = drop_mask(torch.Size((2, 3, 5, 5)), 0.3, q.device)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5 + mask, -1)
+    torch.testing.assert_close(out, probs.masked_fill(drop, 0) / 0.7 @ v)
+    torch.testing.assert_close(attention(q, k, v, mask, 0.3, training=False), probs @ v)

@@ -205,3 +205,25 @@ def test_bad_layer_spec_is_a_clear_error():
         model.extract_features(torch.randn(4000))
     with pytest.raises(ValueError, match="padding_mask shape"):
         model(torch.randn(2, 4000), padding_mask=torch.zeros(2, 3000, dtype=torch.bool))
+
+
+def _train_codes_agreement(**overrides):
+    """Share of frames whose Gumbel-sampled training code equals the eval-mode argmax code."""
+    torch.manual_seed(0)
+    model = VqWav2VecModel(arch_config("vq_wav2vec_tiny", **overrides))
+    source = torch.randn(2, 16000)
+    with torch.no_grad():
+        model.eval()
+        argmax = model.extract_features(source)["idx"]
+        model.train()
+        sampled = model(source)["codes"]
+    return (sampled == argmax).float().mean().item()
+
+
+def test_tiny_arch_gumbel_codes_depend_on_the_input_from_the_start():
+    # with the depth-2 projection's default init the logits are far below the Gumbel noise, so the
+    # codes sampled in training are random and a short CPU run cannot learn (the demo's failure)
+    depth2 = _train_codes_agreement(vq_depth=2)
+    tiny = _train_codes_agreement()
+    assert depth2 < 0.1
+    assert tiny > 3 * depth2 and tiny > 0.2

@@ -351,5 +351,10 @@ def vq_wav2vec_tiny(cfg):
         cfg,
         conv_feature_layers="[(128, 10, 5), (128, 8, 4), (128, 4, 2), (128, 4, 2), (128, 4, 2)]",
         conv_aggregator_layers="[(128, 2, 1), (128, 3, 1), (128, 4, 1), (128, 5, 1), (128, 6, 1)]",
+        # A depth-2 logit projection starts (default init) with logits of std ~0.07 across codes,
+        # far below the Gumbel noise: the sampled codes are random and a run of a few hundred
+        # updates never learns (fairseq's reference does the same). The depth-1 projection uses
+        # fairseq's N(0, 1) init, so codes depend on the input from the first update.
+        vq_depth=1,
     )
     vq_wav2vec_gumbel(cfg)

@@ -3,9 +3,10 @@
 The numerics follow fairseq's ``roberta`` (post-LN blocks, learned positions offset past the
 padding index, LayerNorm on the embeddings, exact GELU, LM head dense -> GELU -> LN -> tied output
 projection + bias) so that a converted ``roberta`` checkpoint gives the same outputs. Differences
-are only in layout and speed: batch-first tensors, one fused q/k/v projection, and
+are only in layout and speed: batch-first tensors, one fused q/k/v projection,
 ``F.scaled_dot_product_attention`` (which dispatches to fused kernels and skips the mask when
-there is no padding).
+there is no padding), and on CPU oneDNN GEMMs (:mod:`.onednn_linear`) and a cheaper dropout mask
+(:mod:`.fast_dropout`).
 """
 
 from typing import List, Optional, Tuple
