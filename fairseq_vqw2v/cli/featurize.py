@@ -21,10 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..constants import SAMPLE_RATE
-from ..data.audio_dataset import ManifestAudioDataset
 from ..features import UnitBertFeaturizer
-from .quantize import length_batches, load_quantizer
+from .quantize import full_utterance_dataset, length_batches, load_quantizer
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 
@@ -33,13 +31,7 @@ def featurize(args) -> str:
     start = time.time()
     vq_model, task_cfg = load_quantizer(args.vq_checkpoint, args.device)
     featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layer, args.device)
-    dataset = ManifestAudioDataset(
-        os.path.join(args.manifest_dir, f"{args.split}.tsv"),
-        sample_rate=task_cfg.get("sample_rate", SAMPLE_RATE),
-        normalize=task_cfg.get("normalize", False),
-        shuffle=False,
-    )
-    dataset.use_full_utterances()
+    dataset = full_utterance_dataset(args.manifest_dir, args.split, task_cfg)
     # frame counts first, so the output can be one preallocated memmap in manifest order
     lengths = vq_model.output_lengths(torch.as_tensor(dataset.sizes, dtype=torch.long)).tolist()
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)

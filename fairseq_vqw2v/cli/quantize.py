@@ -59,6 +59,18 @@ def load_quantizer(checkpoint: str, device: str):
     return model, cfg.task
 
 
+def full_utterance_dataset(manifest_dir, split, task_cfg):
+    """``{split}.tsv`` read as the checkpoint's task reads audio, whole utterances in manifest order."""
+    dataset = ManifestAudioDataset(
+        os.path.join(manifest_dir, f"{split}.tsv"),
+        sample_rate=task_cfg.get("sample_rate", SAMPLE_RATE),
+        normalize=task_cfg.get("normalize", False),
+        shuffle=False,
+    )
+    dataset.use_full_utterances()
+    return dataset
+
+
 def length_batches(sizes, indices, max_samples):
     """Groups ``indices`` (longest first) into batches of at most ``max_samples`` padded samples."""
     order = sorted(indices, key=lambda i: -sizes[i])
@@ -118,13 +130,7 @@ def quantize(args):
     suffix = shard_suffix(args.shard, args.num_shards)
     total, sizes = Counter(), []
     for split in args.splits:
-        dataset = ManifestAudioDataset(
-            os.path.join(args.manifest_dir, f"{split}.tsv"),
-            sample_rate=task_cfg.get("sample_rate", SAMPLE_RATE),
-            normalize=task_cfg.get("normalize", False),
-            shuffle=False,
-        )
-        dataset.use_full_utterances()
+        dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
         indices = np.array_split(np.arange(len(dataset)), args.num_shards)[args.shard].tolist()
         max_samples = int(args.batch_size_seconds * dataset.sample_rate)
         tokens = quantize_split(model, dataset, indices, max_samples, args.device, split)
