@@ -20,7 +20,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "kaldi-native-fbank"]},
     entry_points={
         "console_scripts": [
             "vqw2v-convert=fairseq_vqw2v.cli.convert:main",

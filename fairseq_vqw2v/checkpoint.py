@@ -1,18 +1,164 @@
-"""Loading fairseq checkpoints under torch's safe (``weights_only``) unpickler.
+"""Loading fairseq checkpoints safely: the one place this package reads a checkpoint file.
 
-torch >= 2.6 refuses legacy fairseq checkpoints because they pickle an ``argparse.Namespace``
-(and sometimes omegaconf containers). Rather than switching the safety off, we allow-list exactly
-the classes fairseq checkpoints are known to hold, and only while loading one.
+Two dangers, both refused here with a :class:`CheckpointError` naming the file:
+
+- unpickling: torch >= 2.6 refuses legacy fairseq checkpoints because they pickle an
+  ``argparse.Namespace`` (and sometimes omegaconf containers). Rather than switching the safety off,
+  we allow-list exactly the classes fairseq checkpoints are known to hold, and only while loading;
+- configs that run code: fairseq ``eval()``s some option strings when it builds a model (e.g.
+  ``conv_feature_layers`` of wav2vec / wav2vec 2.0 / HuBERT, fconv's layer specs); an ``eval``
+  without builtins is escapable, so every such option of a loaded config must be a literal
+  (:func:`literal_option`) before anything is built from it.
+
+Files that are not checkpoints (empty, text, truncated, a bare tensor, a dict without ``model``)
+get one clear error too, never ``EOFError`` or torch's advice to retry with ``weights_only=False``.
 """
 
 import argparse
+import ast
 import collections
 import contextlib
-from typing import Any, Dict
+import os
+import pickle
+import re
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fairseq import checkpoint_utils
+from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable fairseq checkpoint; the message starts with its path."""
+
+
+# Options that fairseq code eval()s when building a model (wav2vec, wav2vec 2.0, HuBERT,
+# s2t_wav_transformer, fconv, fconv_self_att, fconv_lm, lightconv_lm, transformer_lm,
+# MultiheadAttention's xformers config), a dataset, optimizer or criterion; found by grepping
+# fairseq 0.12 for eval( on config values.
+EVALUATED_OPTIONS = frozenset({
+    "conv_feature_layers", "conv_aggregator_layers", "encoder_layers", "decoder_layers",
+    "encoder_attention", "decoder_attention", "self_attention", "project_input",
+    "gated_attention", "downsample", "pretrained", "character_filters", "adaptive_softmax_cutoff",
+    "xformers_att_config", "feature_encoder_spec", "adam_betas", "adamax_betas", "lamb_betas",
+    "adafactor_eps", "wer_args", "left_pad_source", "left_pad_target",
+})
+# ... of which these are conv stacks ``[(dim, kernel, stride), ...]``
+LAYER_LIST_OPTIONS = frozenset({"conv_feature_layers", "conv_aggregator_layers"})
+MAX_OPTION_CHARS = 10_000  # a layer list is a few hundred characters
+MAX_REPEAT = 10_000  # ``[(512, 3, 2)] * n``
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def literal_option(text: str, name: str) -> Any:
+    """The value of a config string that fairseq would ``eval()``, computed without ``eval``.
+
+    Allowed: numbers, strings, booleans, ``None``, unary minus, lists, tuples, dicts, and ``+`` /
+    ``* n`` on them (``[(512, 10, 5)] + [(512, 3, 2)] * 4``, the form of fairseq's own defaults);
+    no names, calls or attributes. Anything else raises ``ValueError`` naming ``name``.
+    """
+
+    def refuse(reason):
+        return ValueError(f"{name} is not a literal: {_short(text)} ({reason})")
+
+    if len(text) > MAX_OPTION_CHARS:
+        raise refuse(f"{len(text)} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        raise refuse(f"does not parse: {getattr(e, 'msg', e)}") from None
+
+    def value(node):
+        if isinstance(node, ast.Constant) and (
+            node.value is None or isinstance(node.value, (bool, int, float, str))
+        ):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            operand = value(node.operand)
+            if not isinstance(operand, (int, float)):
+                raise refuse("minus of a non-number")
+            return -operand
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [value(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Dict) and None not in node.keys:
+            return {value(k): value(v) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Mult) and any(
+                isinstance(n, int) and abs(n) > MAX_REPEAT for n in (left, right)
+            ):
+                raise refuse(f"repetition over {MAX_REPEAT}")
+            try:
+                return left + right if isinstance(node.op, ast.Add) else left * right
+            except TypeError as e:
+                raise refuse(str(e)) from None
+        raise refuse(f"{type(node).__name__} {_short(ast.unparse(node), 60)} is not allowed")
+
+    return value(tree.body)
+
+
+def parse_layer_list(text: str, name: str) -> List[Tuple[int, int, int]]:
+    """A conv stack option ``[(dim, kernel, stride), ...]`` (see :func:`literal_option`) -> its
+    layers; ``ValueError`` naming ``name`` unless it is a literal list of positive int triples."""
+    if not isinstance(text, str):
+        raise ValueError(f"{name} is not a literal layer list: a {type(text).__name__}, not a string")
+    try:
+        layers = literal_option(text, name)
+    except ValueError as e:
+        raise ValueError(str(e).replace("is not a literal:", "is not a literal layer list:", 1))
+    if not isinstance(layers, (list, tuple)) or not layers or not all(
+        isinstance(layer, (list, tuple)) and len(layer) == 3
+        and all(type(v) is int and v > 0 for v in layer)
+        for layer in layers
+    ):
+        raise ValueError(
+            f"{name} is not a literal layer list: {_short(text)} (expected a non-empty "
+            "[(dim, kernel, stride), ...] of positive ints)"
+        )
+    return [tuple(layer) for layer in layers]
+
+
+def _options(cfg, prefix: str) -> Iterator[Tuple[str, str, Any]]:
+    """(dotted path, key, value) of every entry of a config tree (dicts, omegaconf, Namespaces)."""
+    if isinstance(cfg, argparse.Namespace):
+        items = vars(cfg).items()
+    elif isinstance(cfg, (dict, DictConfig)):
+        items = cfg.items()
+    elif isinstance(cfg, (list, tuple, ListConfig)):
+        items = ((str(i), v) for i, v in enumerate(cfg))
+    else:
+        return
+    for key, value in items:
+        path = f"{prefix}.{key}"
+        yield path, str(key), value
+        yield from _options(value, path)
+
+
+def check_config_literals(cfg, name: str = "cfg", source: Optional[str] = None) -> None:
+    """Raises ``ValueError`` (:class:`CheckpointError` with ``source``: ``"{source}: {path} ..."``)
+    if any option of config tree ``cfg`` that fairseq ``eval()``s is not a literal, or a conv
+    layer list is malformed. Run it on every config before fairseq builds anything from it."""
+    if isinstance(cfg, DictConfig):
+        # a DictConfig with unresolvable interpolations cannot be iterated with values
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    for path, key, value in _options(cfg, name):
+        if not isinstance(value, str) or key not in EVALUATED_OPTIONS or value.startswith("${"):
+            continue  # an interpolation resolves to another option, itself checked
+        try:
+            if key in LAYER_LIST_OPTIONS:
+                parse_layer_list(value, path)
+            else:
+                literal_option(value, path)
+        except ValueError as e:
+            if source is None:
+                raise
+            raise CheckpointError(f"{source}: {e}") from None
 
 
 def _fairseq_checkpoint_globals():
@@ -50,11 +196,126 @@ def fairseq_safe_globals():
         yield
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
+PICKLE_PROTO = 0x80  # legacy torch.save: a pickle, protocol >= 2
+
+
+def _refuse_non_checkpoint_file(path: str) -> None:
+    """Names what ``path`` is when a glance at its bytes shows it cannot be a torch file."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"{path}: not a checkpoint: empty file (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(ZIP_MAGIC) or head[0] == PICKLE_PROTO:
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        first = text.splitlines()[0] if text.strip() else ""
+        raise CheckpointError(f"{path}: not a checkpoint: a text file (starts with {_short(first, 40)})")
+    raise CheckpointError(f"{path}: not a checkpoint: not a torch.save file (starts with {head[:8]!r})")
+
+
+def _torch_load(path: str):
+    _refuse_non_checkpoint_file(path)
+    try:
+        with fairseq_safe_globals():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message suggests weights_only=False: never pass that advice on
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if refused:
+            raise CheckpointError(
+                f"{path}: refused: it pickles {refused.group(1)}, which no fairseq checkpoint "
+                "holds (loading it could run code)"
+            ) from None
+        reason = str(e).splitlines()[0][:200] if "Weights only" not in str(e) else "unpickling refused"
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
+    except (EOFError, RuntimeError, LookupError, ValueError, AttributeError, TypeError) as e:
+        reason = str(e).split(". ")[0][:200] or "ends early"
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {reason})"
+        ) from None
+
+
+def _check_envelope(path: str, state) -> None:
+    if torch.is_tensor(state):
+        raise CheckpointError(f"{path}: not a fairseq checkpoint: a bare tensor")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a fairseq checkpoint: a {type(state).__name__}")
+    if "model" not in state:
+        keys = ", ".join(map(repr, list(state)[:5]))
+        raise CheckpointError(
+            f"{path}: not a fairseq checkpoint: a dict without 'model' (keys: {keys or 'none'})"
+        )
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: not a fairseq checkpoint: 'model' is not a state dict")
+    if state.get("cfg") is None and state.get("args") is None:
+        raise CheckpointError(
+            f"{path}: not a fairseq checkpoint: no 'cfg' or 'args' (weights without a config)"
+        )
+
+
 def load_fairseq_checkpoint(path: str) -> Dict[str, Any]:
     """Loads any fairseq checkpoint (dataclass ``cfg`` or legacy ``args``) to CPU, safely.
 
     Returns fairseq's upgraded state dict: ``model``, ``cfg`` (an omegaconf config, converted from
-    ``args`` for legacy checkpoints) and training state.
+    ``args`` for legacy checkpoints) and training state. Raises :class:`CheckpointError` for a
+    file that is not a fairseq checkpoint or whose config has an option fairseq would ``eval()``
+    that is not a literal (checked before fairseq touches the config); ``FileNotFoundError``.
     """
-    with fairseq_safe_globals():
-        return checkpoint_utils.load_checkpoint_to_cpu(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    state = _torch_load(path)
+    _check_envelope(path, state)
+    for key in ("args", "cfg"):
+        check_config_literals(state.get(key), key, source=path)
+    # what fairseq's load_checkpoint_to_cpu does after torch.load (it would load the file again)
+    try:
+        if state.get("cfg") is not None:
+            state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
+        return checkpoint_utils._upgrade_state_dict(state)
+    except Exception as e:  # a malformed config: fairseq raises anything from KeyError to hydra's
+        raise CheckpointError(
+            f"{path}: not a fairseq checkpoint: its config does not load "
+            f"({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+
+
+def model_name(model_cfg) -> Optional[str]:
+    """The model (or arch) name of a model config: omegaconf, dict or legacy ``Namespace``."""
+    if model_cfg is None:
+        return None
+    if isinstance(model_cfg, argparse.Namespace):
+        return getattr(model_cfg, "_name", None) or getattr(model_cfg, "arch", None)
+    return model_cfg.get("_name") or model_cfg.get("arch")
+
+
+def check_model_config(model_cfg, expected_models: Sequence[type], source: str = "model config",
+                       hint: str = "") -> None:
+    """Refuses, before anything is built from ``model_cfg``, a model (or arch) not registered to
+    one of ``expected_models`` (fairseq models eval() options; see ``EVALUATED_OPTIONS``) and
+    options that are not literals: :class:`CheckpointError` ``"{source}: ..."``. Tasks call it in
+    ``build_model``, which fairseq-generate reaches with any checkpoint's config."""
+    name = model_name(model_cfg)
+    cls = ARCH_MODEL_REGISTRY.get(name, MODEL_REGISTRY.get(name))
+    if cls is None or not any(cls is m for m in expected_models):
+        wanted = " or ".join(
+            next((k for k, v in MODEL_REGISTRY.items() if v is m), m.__name__) for m in expected_models
+        )
+        raise CheckpointError(
+            f"{source}: not a {wanted} checkpoint (model {name!r})" + (f"; {hint}" if hint else "")
+        )
+    check_config_literals(model_cfg, "cfg.model", source)
+
+
+def load_model(path: str, expected_models: Sequence[type], hint: str = ""):
+    """``(model, cfg, task)`` of checkpoint ``path`` built by fairseq (its own task and model
+    registries), refusing models other than ``expected_models`` before anything is built."""
+    state = load_fairseq_checkpoint(path)
+    check_model_config(state["cfg"].model, expected_models, path, hint)
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
+    return models[0], cfg, task

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from fairseq.data import Dictionary, data_utils
-from fairseq.models import ARCH_MODEL_REGISTRY
 
-from .checkpoint import load_fairseq_checkpoint
+from .checkpoint import check_model_config, load_fairseq_checkpoint
 from .models.unit_bert import UnitBertConfig, UnitBertModel
 from .units import codes_to_tokens, encode_batch
 
@@ -37,12 +36,8 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     is appended as the task does. Returns the model in eval mode on CPU."""
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
-    name = cfg["model"].get("_name")  # the arch (unit_bert_*) after fairseq-train
-    if name != "unit_bert" and ARCH_MODEL_REGISTRY.get(name) is not UnitBertModel:
-        raise ValueError(
-            f"{path}: not a unit_bert checkpoint (model {name!r}); convert "
-            "roberta checkpoints with `python -m fairseq_vqw2v.cli.convert roberta SRC DEST`"
-        )
+    check_model_config(cfg["model"], (UnitBertModel,), path, hint="convert roberta checkpoints "
+                     "with `python -m fairseq_vqw2v.cli.convert roberta SRC DEST`")
     model_cfg = UnitBertConfig(
         **{f.name: cfg["model"][f.name] for f in fields(UnitBertConfig) if f.name in cfg["model"]}
     )
@@ -90,6 +85,10 @@ class UnitBertFeaturizer:
     @torch.no_grad()
     def __call__(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
         """List of T_b unit-id tensors -> list of T_b x C float features (on the model's device)."""
+        return self.features(utterances)
+
+    def features(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
+        """:meth:`__call__` with autograd left as the caller set it (for fine-tuning BERT)."""
         device = next(self.model.parameters()).device
         bos, eos, pad = self.dictionary.bos(), self.dictionary.eos(), self.dictionary.pad()
         windows = []  # (utterance, tokens of the framed window)

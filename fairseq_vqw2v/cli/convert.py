@@ -5,9 +5,10 @@
 """
 
 import argparse
-import logging
 import sys
 from typing import Callable, Dict, Tuple
+
+from . import run
 
 
 def _convert_wav2vec(args) -> str:
@@ -42,17 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s | %(message)s")
     args = build_parser().parse_args(argv)
     import fairseq_vqw2v  # noqa: F401  registers our models before checkpoints are built
 
-    try:
-        summary = CONVERTERS[args.kind][1](args)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"converted {summary}")
-    return 0
+    return run(lambda: f"converted {CONVERTERS[args.kind][1](args)}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import run
 from ..features import UnitBertFeaturizer
 from .quantize import full_utterance_dataset, length_batches, load_quantizer
 
@@ -81,14 +82,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s | %(message)s")
     args = parse_args(argv)
-    try:
-        print(featurize(args))
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run(lambda: featurize(args))
 
 
 if __name__ == "__main__":

@@ -24,13 +24,14 @@ import time
 from collections import Counter
 
 import numpy as np
-from fairseq import checkpoint_utils
 from tqdm import tqdm
 
-from ..checkpoint import load_fairseq_checkpoint
+from . import run
+from ..checkpoint import load_model
 from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..data.manifest import duration_summary
+from ..models.vq_wav2vec import VqWav2VecModel
 from ..units import (
     codebook_shape,
     codes_to_tokens,
@@ -52,9 +53,11 @@ def load_quantizer(checkpoint: str, device: str):
 
     Importing this module imported the package, which registered our model and task.
     """
-    state = load_fairseq_checkpoint(checkpoint)
-    models, cfg, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], state=state)
-    model = models[0].eval().to(device)
+    model, cfg, _ = load_model(
+        checkpoint, (VqWav2VecModel,),
+        hint="convert fairseq wav2vec checkpoints first (python -m fairseq_vqw2v.cli.convert wav2vec)",
+    )
+    model = model.eval().to(device)
     codebook_shape(model)  # fails early, naming the model, when it does not quantize
     return model, cfg.task
 
@@ -211,15 +214,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    # force: importing fairseq may already have configured the root logger
-    logging.basicConfig(
-        format="%(levelname)s | %(name)s | %(message)s", level=logging.WARNING, force=True
-    )
     args = parse_args(argv)
-    if args.merge:
-        merge(args)
-    else:
-        quantize(args)
+    return run(lambda: merge(args) if args.merge else quantize(args), level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Dict
 
 import torch
 
-from ..checkpoint import load_fairseq_checkpoint
+from ..checkpoint import load_fairseq_checkpoint, model_name
 from ..features import find_dictionary
 from ..models.unit_bert import UnitBertConfig
 
@@ -91,12 +91,6 @@ def roberta_state_to_unit_bert(state: Dict[str, torch.Tensor]) -> Dict[str, torc
     return out
 
 
-def _arch(model_cfg) -> str:
-    if isinstance(model_cfg, argparse.Namespace):
-        return getattr(model_cfg, "arch", getattr(model_cfg, "_name", None))
-    return model_cfg.get("_name", model_cfg.get("arch"))
-
-
 def unit_bert_config_from_roberta(model_cfg) -> UnitBertConfig:
     """Reads roberta's model config (``argparse.Namespace`` or omegaconf) into ours, refusing
     variants our model does not implement."""
@@ -134,7 +128,7 @@ def convert_roberta_checkpoint(src: str, dest: str) -> str:
         raise FileNotFoundError(f"{path}: roberta checkpoint not found")
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
-    arch = _arch(cfg["model"]) if cfg["model"] is not None else None
+    arch = model_name(cfg["model"])
     if arch not in ROBERTA_ARCHS:
         raise ValueError(f"{path}: not a roberta checkpoint (model {arch!r})")
     model_cfg = unit_bert_config_from_roberta(cfg["model"])

@@ -11,7 +11,7 @@ from typing import Dict
 import torch
 from omegaconf import OmegaConf
 
-from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
+from fairseq_vqw2v.checkpoint import CheckpointError, load_fairseq_checkpoint, model_name
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,12 @@ def convert_config(model_cfg, infonce: bool, max_update: int) -> Dict:
 def convert_wav2vec_checkpoint(src: str, dest: str) -> Dict:
     """Reads fairseq ``wav2vec`` checkpoint ``src``, writes a ``vq_wav2vec`` checkpoint ``dest``
     (training state other than the optimizer is kept). Returns our model config."""
+    # the loader has refused layer lists that are not literals: they are copied as they are
     state = load_fairseq_checkpoint(src)
     cfg = state["cfg"]
-    if cfg is None or cfg.model is None or cfg.model.get("_name") != "wav2vec":
-        name = None if cfg is None or cfg.model is None else cfg.model.get("_name")
-        raise ValueError(f"{src}: expected a fairseq 'wav2vec' checkpoint, found model {name!r}")
+    name = model_name(cfg.model)
+    if name != "wav2vec":
+        raise CheckpointError(f"{src}: expected a fairseq 'wav2vec' checkpoint, found model {name!r}")
     criterion = cfg.get("criterion") or {}
     infonce = criterion.get("infonce", False) if hasattr(criterion, "get") else False
     max_update = cfg.optimization.get("max_update", 0) if cfg.get("optimization") else 0

@@ -132,11 +132,10 @@ def receptive_field_offset(layers: List[Tuple[int, int, int]]) -> int:
 
 
 def _parse_layers(spec: str, name: str) -> List[Tuple[int, int, int]]:
-    try:
-        layers = eval(spec, {"__builtins__": {}})  # fairseq's format is a Python literal
-        return [tuple(int(v) for v in layer) for layer in layers]
-    except Exception as e:
-        raise ValueError(f"{name}: expected [(dim, kernel, stride), ...], got {spec!r} ({e})")
+    # never eval: the string may come from a checkpoint (an eval sandbox is escapable)
+    from fairseq_vqw2v.checkpoint import parse_layer_list
+
+    return parse_layer_list(spec, name)
 
 
 @register_model("vq_wav2vec", dataclass=VqWav2VecConfig)

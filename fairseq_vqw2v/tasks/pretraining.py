@@ -20,8 +20,10 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
+from ..models.vq_wav2vec import VqWav2VecModel
 from ..units import UnitDictionary, codebook_shape, encode_batch
 
 
@@ -108,6 +110,12 @@ class PretrainingTask(FairseqTask):
             normalize=self.cfg.normalize,
             seed=self.cfg.seed,
         )
+
+    def build_model(self, cfg, from_checkpoint=False):
+        # fairseq-generate builds whatever model a checkpoint names, and fairseq's own wav2vec
+        # eval()s its layer lists: refuse anything else before it is built
+        check_model_config(cfg, (VqWav2VecModel,))
+        return super().build_model(cfg, from_checkpoint)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         # the criterion's collapse warning counts updates, which only the task is told

@@ -24,8 +24,10 @@ from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 
+from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
+from ..models.unit_bert import UnitBertModel
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,10 @@ class UnitMlmTask(FairseqTask):
             shuffle=train,
         )
         logger.info(f"{split}: {len(units)} utterances, {int(units.sizes.sum())} units")
+
+    def build_model(self, cfg, from_checkpoint=False):
+        check_model_config(cfg, (UnitBertModel,))  # see PretrainingTask.build_model
+        return super().build_model(cfg, from_checkpoint)
 
     @property
     def source_dictionary(self):

@@ -1,0 +1,152 @@
+"""Utterances with their CTC targets, for the acoustic model: audio, cached features or units.
+
+Every source gives one tensor per manifest line and its length in 10 ms frames, so that
+``--max-tokens`` means frames per batch whatever the acoustic model is fed:
+
+- :class:`AudioSource`: the waveform (T samples), for the log-mel frontend and for upstream models
+  computed on the fly;
+- :class:`FeatureSource`: frozen features written by ``featurize`` (T x C, memory-mapped);
+- :class:`UnitSource`: the codes of a ``quantize`` output folder (T x G).
+
+A batch is ``{"id": B, "net_input": {"source": B x T[ x C], "source_lengths": B},
+"target": B x L (padded), "target_lengths": B, "ntokens": labels, "nsentences": B}``.
+"""
+
+import os
+from typing import List
+
+import numpy as np
+import torch
+from fairseq.data import FairseqDataset, data_utils
+
+from ..constants import FRAME_STRIDE, SAMPLE_RATE
+from ..units import tokens_to_codes
+from .audio_dataset import ManifestAudioDataset
+from .batching import KeepLastBatchMixin
+from .manifest import ManifestError
+
+
+class AudioSource:
+    """Whole waveforms of a manifest (no crop), read and checked by :class:`ManifestAudioDataset`."""
+
+    def __init__(self, manifest_path: str, sample_rate: int = SAMPLE_RATE):
+        self.audio = ManifestAudioDataset(manifest_path, sample_rate, shuffle=False)
+        self.audio.use_full_utterances()
+        self.frames = self.audio.sizes // FRAME_STRIDE
+
+    def __len__(self):
+        return len(self.audio)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        return self.audio[index]["source"]
+
+
+class FeatureSource:
+    """Frames ``offsets[i]:offsets[i + 1]`` of a ``{split}.feats.npy`` written by featurize."""
+
+    def __init__(self, folder: str, split: str, expected: int):
+        from ..features import feature_index
+
+        if not os.path.exists(os.path.join(folder, f"{split}.lengths")):
+            raise ManifestError(
+                f"{folder}/{split}.lengths: no features for split {split!r} "
+                f"(write them with python -m fairseq_vqw2v.cli.featurize --split {split})"
+            )
+        self.feats, self.offsets = feature_index(folder, split)
+        if len(self.offsets) - 1 != expected:
+            raise ManifestError(
+                f"{folder}/{split}.lengths: {len(self.offsets) - 1} utterances but the manifest "
+                f"has {expected}"
+            )
+        self.frames = np.diff(self.offsets)
+        self.dim = self.feats.shape[1]
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return torch.from_numpy(np.asarray(self.feats[start:end], dtype=np.float32))
+
+
+class UnitSource:
+    """Codes (T x G) of the lines of a ``{split}.src`` unit file written by quantize."""
+
+    def __init__(self, folder: str, split: str, expected: int):
+        path = os.path.join(folder, f"{split}.src")
+        if not os.path.exists(path):
+            raise ManifestError(
+                f"{path}: no units for split {split!r} "
+                f"(write them with python -m fairseq_vqw2v.cli.quantize --splits {split})"
+            )
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        if len(lines) != expected:
+            raise ManifestError(f"{path}: {len(lines)} lines but the manifest has {expected}")
+        first = lines[0].split()[0] if lines and lines[0].split() else ""
+        self.groups = first.count("-") + 1
+        self.codes = []
+        for lineno, line in enumerate(lines, start=1):
+            if not line.split():
+                raise ManifestError(f"{path}:{lineno}: empty line (an utterance without units)")
+            self.codes.append(tokens_to_codes(line, self.groups, f"{path}:{lineno}"))
+        self.frames = np.array([len(c) for c in self.codes], dtype=np.int64)
+
+    def __len__(self):
+        return len(self.codes)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        return self.codes[index]
+
+
+class AsrDataset(KeepLastBatchMixin, FairseqDataset):
+    """A source (one of the above) zipped with encoded label lines.
+
+    Args:
+        source: :class:`AudioSource`, :class:`FeatureSource` or :class:`UnitSource`.
+        targets: one 1-D long tensor per manifest line.
+        pad: the label dictionary's padding index.
+        shuffle: random order (seeded by fairseq per epoch) within length buckets.
+    """
+
+    def __init__(self, source, targets: List[torch.Tensor], pad: int, shuffle: bool = True):
+        super().__init__()
+        if len(targets) != len(source):
+            raise ValueError(f"{len(targets)} targets for {len(source)} utterances")
+        self.source, self.targets, self.pad, self.shuffle = source, targets, pad, shuffle
+        self.sizes = np.asarray(source.frames, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        return {"id": index, "source": self.source[index], "target": self.targets[index]}
+
+    def num_tokens(self, index):
+        return int(self.sizes[index])
+
+    def size(self, index):
+        return int(self.sizes[index])
+
+    def ordered_indices(self):
+        order = np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))
+        # stable sort by length keeps the random order among equal lengths
+        return order[np.argsort(-self.sizes[order], kind="stable")]
+
+    def collater(self, samples):
+        if not samples:
+            return {}
+        sources = [s["source"] for s in samples]
+        lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
+        source = sources[0].new_zeros((len(sources), int(lengths.max()), *sources[0].shape[1:]))
+        for i, s in enumerate(sources):
+            source[i, : len(s)] = s
+        targets = [s["target"] for s in samples]
+        return {
+            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+            "net_input": {"source": source, "source_lengths": lengths},
+            "target": data_utils.collate_tokens(targets, self.pad),
+            "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
+            "ntokens": sum(len(t) for t in targets),
+            "nsentences": len(samples),
+        }

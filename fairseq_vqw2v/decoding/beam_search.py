@@ -1,0 +1,157 @@
+"""CTC beam search with flashlight-text's decoders: options, lexicon tries and hypothesis output.
+
+The language model is any flashlight ``LM`` (KenLM, or a Python subclass such as the char ConvLM
+of :mod:`fairseq_vqw2v.decoding.charlm`). With a lexicon the search is constrained to lexicon
+words (``LexiconDecoder``); without one it is free over the label tokens (``LexiconFreeDecoder``,
+token-level LM only). Defaults are fairseq's (``examples/speech_recognition/w2l_decoder.py``):
+beam 50, threshold 25, LM weight 2, word score -1, unknown words forbidden, silence score 0.
+"""
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from fairseq.data import Dictionary
+from flashlight.lib.text.decoder import (
+    LM,
+    CriterionType,
+    LexiconDecoder,
+    LexiconDecoderOptions,
+    LexiconFreeDecoder,
+    LexiconFreeDecoderOptions,
+    SmearingMode,
+    Trie,
+)
+from flashlight.lib.text.dictionary import Dictionary as WordDictionary
+
+from fairseq_vqw2v.constants import WORD_BOUNDARY
+from fairseq_vqw2v.decoding.base import CTCDecoder
+from fairseq_vqw2v.decoding.lexicon import Lexicon, read_lexicon
+
+UNK_WORD = "<unk>"
+
+
+def require_file(path: str, what: str) -> None:
+    """``FileNotFoundError`` naming ``path`` unless it is a file (flashlight would just abort)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: {what} not found")
+
+
+def load_lexicon(path: str, tgt_dict: Dictionary) -> Tuple[Lexicon, WordDictionary]:
+    """The lexicon (spellings checked against ``tgt_dict``) and its flashlight word dictionary:
+    the words in file order, then ``<unk>``."""
+    lexicon = read_lexicon(path, tgt_dict)
+    words = WordDictionary()
+    for word in lexicon:
+        words.add_entry(word)
+    if UNK_WORD not in lexicon:
+        words.add_entry(UNK_WORD)
+    return lexicon, words
+
+
+@dataclass
+class BeamSearchConfig:
+    """Beam search options, fairseq's decoding defaults (``w2l_decoder.py``)."""
+
+    beam: int = field(default=50, metadata={"help": "hypotheses kept per frame"})
+    beam_threshold: float = field(
+        default=25.0, metadata={"help": "prune hypotheses this far below the best one"}
+    )
+    beam_size_token: Optional[int] = field(
+        default=None, metadata={"help": "tokens tried per frame (default: all labels)"}
+    )
+    lm_weight: float = field(default=2.0, metadata={"help": "weight of the LM score"})
+    word_score: float = field(
+        default=-1.0, metadata={"help": "score added per word (lexicon search only)"}
+    )
+    unk_weight: float = field(
+        default=-math.inf, metadata={"help": "score of a word outside the lexicon"}
+    )
+    sil_weight: float = field(default=0.0, metadata={"help": "score of the silence token |"})
+    nbest: int = field(default=1, metadata={"help": "hypotheses returned per utterance"})
+
+
+class FlashlightDecoder(CTCDecoder):
+    """Beam search over one utterance at a time with a flashlight LM and optional lexicon.
+
+    Args:
+        tgt_dict: the acoustic model's label dictionary (letters; ``|`` is the silence token).
+        lm: flashlight language model; scores lexicon words (``token_lm=False``: indices of
+            ``word_dict``) or label tokens (``token_lm=True``: indices are ``tgt_dict`` ids).
+        lexicon, word_dict: from :func:`load_lexicon` (a word LM is built with that word_dict),
+            or ``None`` for lexicon-free search (token LM only).
+        **options: fields of :class:`BeamSearchConfig` (``beam=50, beam_threshold=25.0,
+            beam_size_token=None, lm_weight=2.0, word_score=-1.0, unk_weight=-inf,
+            sil_weight=0.0, nbest=1``).
+    """
+
+    def __init__(
+        self,
+        tgt_dict: Dictionary,
+        lm: LM,
+        lexicon: Optional[Lexicon],
+        word_dict: Optional[WordDictionary],
+        token_lm: bool,
+        **options,
+    ):
+        super().__init__(tgt_dict)
+        if not self.is_letter:
+            raise ValueError(
+                f"beam search needs a letter dictionary with the word boundary {WORD_BOUNDARY!r}"
+            )
+        self.cfg = cfg = BeamSearchConfig(**options)
+        self.lm = lm
+        self.word_dict = word_dict
+        self.silence = tgt_dict.index(WORD_BOUNDARY)
+        common = dict(
+            beam_size=cfg.beam,
+            beam_size_token=cfg.beam_size_token or self.vocab_size,
+            beam_threshold=cfg.beam_threshold,
+            lm_weight=cfg.lm_weight,
+            sil_score=cfg.sil_weight,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
+        )
+        if lexicon is None:
+            if not token_lm:
+                raise ValueError("lexicon-free decoding needs a token-level LM")
+            self.decoder = LexiconFreeDecoder(
+                LexiconFreeDecoderOptions(**common), lm, self.silence, self.blank, []
+            )
+            return
+        self.trie = self._build_trie(lexicon, token_lm)
+        options = LexiconDecoderOptions(
+            **common, word_score=cfg.word_score, unk_score=cfg.unk_weight
+        )
+        unk = self.word_dict.get_index(UNK_WORD)
+        self.decoder = LexiconDecoder(
+            options, self.trie, lm, self.silence, self.blank, unk, [], token_lm
+        )
+
+    def _build_trie(self, words: Lexicon, token_lm: bool) -> Trie:
+        """Lexicon prefix tree over label ids; each word end carries its unigram LM score
+        (a word LM) so that smearing lets the beam prefer likely words before they end."""
+        trie = Trie(self.vocab_size, self.silence)
+        start = None if token_lm else self.lm.start(False)
+        for word, spellings in words.items():
+            index = self.word_dict.get_index(word)
+            score = 0.0 if token_lm else self.lm.score(start, index)[1]
+            for spelling in spellings:
+                trie.insert([self.tgt_dict.index(t) for t in spelling], index, score)
+        trie.smear(SmearingMode.MAX)
+        return trie
+
+    def decode_utterance(self, emissions: Tensor) -> List[Dict]:
+        frames, vocab = emissions.shape
+        results = self.decoder.decode(emissions.data_ptr(), frames, vocab)
+        hypos = []
+        for result in results[: self.cfg.nbest]:
+            hypo = self.hypothesis(torch.tensor(result.tokens, dtype=torch.long), result.score)
+            if self.word_dict is not None:
+                hypo["words"] = [self.word_dict.get_entry(w) for w in result.words if w >= 0]
+            hypos.append(hypo)
+        return hypos

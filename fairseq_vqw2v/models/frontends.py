@@ -1,0 +1,217 @@
+"""What the acoustic model sees: one frontend per ``--input`` kind, each ``(source, lengths) ->
+(B x T' x C features, B frame lengths)``.
+
+- ``logmel``: 80-dim Kaldi log-mel filterbanks of the waveform (the paper's baseline);
+- ``wav2vec``: the aggregator output ``c`` of a frozen ``vq_wav2vec`` checkpoint (with
+  ``vq_type none`` the paper's "wav2vec" row, with a quantizer its "vq-wav2vec" rows);
+- ``units``: the codes of a frozen ``vq_wav2vec`` (or read from a ``.src`` folder), embedded by a
+  learned table per group;
+- ``bert``: ``unit_bert`` features of those units, frozen (or fine-tuned), or read from files that
+  ``featurize`` wrote.
+
+Frozen upstream models run in eval mode under ``torch.inference_mode()``; their weights stay out
+of the acoustic model's checkpoint (:class:`FrozenUpstreams`), which records the checkpoint files'
+paths and SHA-256 instead.
+"""
+
+import hashlib
+import logging
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import load_model
+from ..modules.logmel import LogMelFilterbank
+from ..modules.masked_group_norm import frame_mask
+
+logger = logging.getLogger(__name__)
+
+INPUT_KINDS = ("logmel", "wav2vec", "units", "bert")
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (what an acoustic model records of its upstream checkpoints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_vq_wav2vec(path: str) -> nn.Module:
+    """A ``vq_wav2vec`` checkpoint's model, in eval mode on CPU."""
+    from .vq_wav2vec import VqWav2VecModel
+
+    model, _, _ = load_model(path, (VqWav2VecModel,))
+    return model.eval()
+
+
+class FrozenUpstreams(nn.Module):
+    """Upstream models whose weights the acoustic model uses but does not own.
+
+    They are submodules (so ``.to(device)`` moves them) but their parameters never require grad,
+    they stay in eval mode whatever ``train()`` says, and their entries are left out of
+    ``state_dict()`` (restored from the loaded models when a state dict is loaded).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._register_state_dict_hook(FrozenUpstreams._drop_from_state)
+        self._register_load_state_dict_pre_hook(self._fill_from_self, with_module=False)
+
+    def add(self, name: str, model: nn.Module):
+        model.requires_grad_(False)
+        self.add_module(name, model.eval())
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @staticmethod
+    def _drop_from_state(module, state_dict, prefix, local_metadata):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            del state_dict[key]
+        return state_dict
+
+    def _fill_from_self(self, state_dict, prefix, *args):
+        for name, model in self.named_children():
+            for key, value in model.state_dict().items():
+                state_dict.setdefault(f"{prefix}{name}.{key}", value)
+
+
+def _padding_mask(source: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return ~frame_mask(lengths, source.size(1))
+
+
+def _frozen(fn):
+    """Runs ``fn`` under inference mode; the outputs are cloned into normal tensors so that the
+    trainable layers after them can save them for backward."""
+
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
+    return wrapper
+
+
+class LogMelFrontend(nn.Module):
+    """B x T audio -> B x T' x 80 normalised log-mel (25 ms window, 10 ms hop)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fbank = LogMelFilterbank()
+        self.output_dim = self.fbank.num_mel_bins
+
+    def forward(self, source, lengths):
+        return self.fbank(source, lengths)
+
+
+class Wav2vecFrontend(nn.Module):
+    """B x T audio -> B x T' x C aggregator output ``c`` of a frozen vq_wav2vec model."""
+
+    def __init__(self, upstreams: FrozenUpstreams):
+        super().__init__()
+        self.upstreams = upstreams
+        self.output_dim = upstreams.vq.feature_aggregator.conv_layers[-1].conv.out_channels
+
+    def forward(self, source, lengths):
+        return self._c(source, lengths)
+
+    @_frozen
+    def _c(self, source, lengths):
+        vq = self.upstreams.vq
+        c = vq.extract_features(source, _padding_mask(source, lengths))["c"]
+        return c.transpose(1, 2), vq.output_lengths(lengths)
+
+
+def _encode_units(vq, source, lengths) -> Tuple[torch.Tensor, torch.Tensor]:
+    """B x T audio -> (B x T' x G codes, B frame lengths) of a frozen quantizing vq_wav2vec."""
+    with torch.inference_mode():
+        codes = vq.extract_features(source, _padding_mask(source, lengths))["idx"]
+        frames = vq.output_lengths(lengths)
+    return codes.clone(), frames.clone()
+
+
+class UnitFrontend(nn.Module):
+    """Discrete units -> a learned embedding per group, concatenated: B x T' x (G * dim / G).
+
+    The source is audio (quantized by the frozen upstream) or, from a ``.src`` folder, codes
+    (B x T x G long) already.
+    """
+
+    def __init__(self, num_vars: int, groups: int, embed_dim: int,
+                 upstreams: Optional[FrozenUpstreams] = None):
+        super().__init__()
+        if embed_dim % groups:
+            raise ValueError(f"unit_embed_dim {embed_dim} is not a multiple of {groups} groups")
+        self.upstreams = upstreams
+        self.num_vars, self.groups = num_vars, groups
+        self.embed = nn.ModuleList(nn.Embedding(num_vars, embed_dim // groups) for _ in range(groups))
+        self.output_dim = embed_dim
+
+    def forward(self, source, lengths):
+        if source.dtype.is_floating_point:
+            source, lengths = _encode_units(self.upstreams.vq, source, lengths)
+        if int(source.max()) >= self.num_vars:
+            raise ValueError(f"unit code {int(source.max())} >= codebook size {self.num_vars}")
+        x = torch.cat([embed(source[..., g]) for g, embed in enumerate(self.embed)], dim=-1)
+        return x.masked_fill(~frame_mask(lengths, x.size(1)).unsqueeze(-1), 0.0), lengths
+
+
+class BertFrontend(nn.Module):
+    """Units -> ``unit_bert`` features (B x T' x C): frozen, or fine-tuned end to end.
+
+    The source is audio (quantized by the frozen vq_wav2vec) or codes from a ``.src`` folder.
+    Fine-tuning: BERT's parameters are trainable, but while ``num_updates < freeze_updates`` it
+    runs without gradients (the optimizer skips parameters without a gradient).
+    """
+
+    def __init__(self, bert, dictionary, upstreams: FrozenUpstreams, finetune: bool = False,
+                 freeze_updates: int = 0, layer: Optional[int] = None):
+        super().__init__()
+        from ..features import UnitBertFeaturizer
+
+        self.upstreams = upstreams
+        self.finetune = finetune
+        self.freeze_updates = freeze_updates
+        self.num_updates = 0
+        if finetune:
+            self.bert = bert  # trainable: a submodule of the acoustic model, in its checkpoint
+        else:
+            upstreams.add("bert", bert)
+        self.featurizer = UnitBertFeaturizer(bert, dictionary, layer)
+        self.output_dim = self.featurizer.dim
+
+    def set_num_updates(self, num_updates):
+        self.num_updates = num_updates
+
+    def forward(self, source, lengths):
+        if source.dtype.is_floating_point:
+            source, lengths = _encode_units(self.upstreams.vq, source, lengths)
+        ids = [self.featurizer.token_ids(c[:n].cpu()).to(source.device)
+               for c, n in zip(source, lengths.tolist())]
+        if self.finetune and self.training and self.num_updates >= self.freeze_updates:
+            self.featurizer.model.train()
+            feats = self.featurizer.features(ids)
+        else:
+            self.featurizer.model.eval()
+            with torch.inference_mode():
+                feats = self.featurizer.features(ids)
+            feats = [f.clone() for f in feats]
+        return _pad(feats), lengths
+
+
+def _pad(feats: List[torch.Tensor]) -> torch.Tensor:
+    return nn.utils.rnn.pad_sequence(feats, batch_first=True)
+
+
+class PrecomputedFrontend(nn.Module):
+    """Features read from disk (B x T x C): passed through."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.output_dim = dim
+
+    def forward(self, source, lengths):
+        return source, lengths

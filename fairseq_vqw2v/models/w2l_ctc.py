@@ -1,0 +1,196 @@
+"""``w2l_ctc``: a wav2letter-style convolutional acoustic model with a CTC output layer.
+
+frontend (log-mel | frozen wav2vec ``c`` | unit embeddings | frozen or fine-tuned BERT features,
+see :mod:`.frontends`) -> dropout -> :class:`~fairseq_vqw2v.modules.w2l_conv.W2lConvStack` ->
+linear layer to the label dictionary (the CTC blank is its ``<s>``).
+
+The paper trained wav2letter acoustic models with the ASG criterion; we train them with CTC.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
+from omegaconf import II
+
+from ..modules.w2l_conv import (
+    ACTIVATIONS,
+    W2L_TIMIT_LAYERS,
+    W2L_TINY_LAYERS,
+    W2L_WSJ_LAYERS,
+    W2lConvStack,
+)
+from . import frontends
+
+logger = logging.getLogger(__name__)
+
+SOURCE_KINDS = ("audio", "features", "units")
+
+
+@dataclass
+class W2lCtcConfig(FairseqDataclass):
+    conv_layers: str = field(
+        default=W2L_TINY_LAYERS,
+        metadata={"help": "conv layers [(out_channels, kernel, stride, dropout), ...]"},
+    )
+    activation: ChoiceEnum(ACTIVATIONS) = field(
+        default="glu", metadata={"help": "activation after each conv (glu halves the channels)"}
+    )
+    weight_norm: bool = field(default=False, metadata={"help": "weight-normalise every conv"})
+    input_dropout: float = field(default=0.0, metadata={"help": "dropout on the frontend output"})
+    unit_embed_dim: int = field(
+        default=256, metadata={"help": "--input units: embedding size (split over the G groups)"}
+    )
+    bert_layer: Optional[int] = field(
+        default=None, metadata={"help": "--input bert: Transformer layer to use (default last)"}
+    )
+    finetune_upstream: bool = field(
+        default=False,
+        metadata={"help": "--input bert: fine-tune the unit BERT with the CTC loss (not frozen)"},
+    )
+    upstream_lr_scale: float = field(
+        default=0.1, metadata={"help": "with --finetune-upstream: BERT's updates are scaled by this"}
+    )
+    freeze_upstream_updates: int = field(
+        default=0,
+        metadata={"help": "with --finetune-upstream: BERT stays frozen for this many updates"},
+    )
+    # what the task feeds the model: the task fills these, and they are saved with the model
+    input: str = II("task.input")
+    upstream: Optional[str] = II("task.upstream")
+    bert: Optional[str] = II("task.bert")
+    source_kind: str = field(
+        default="audio", metadata={"help": "set by the task: audio, features or units"}
+    )
+    source_dim: int = field(
+        default=0, metadata={"help": "set by the task: feature size of cached features"}
+    )
+    unit_vars: int = field(
+        default=0, metadata={"help": "set by the task: codebook size of a units folder"}
+    )
+    unit_groups: int = field(default=0, metadata={"help": "set by the task: groups of a units folder"})
+    upstream_sha256: Optional[str] = field(
+        default=None, metadata={"help": "set by the task: SHA-256 of the --upstream checkpoint"}
+    )
+    bert_sha256: Optional[str] = field(
+        default=None, metadata={"help": "set by the task: SHA-256 of the --bert checkpoint"}
+    )
+
+
+def _checked_path(path: Optional[str], recorded: Optional[str], flag: str, needed_by: str) -> str:
+    """``path`` after checking it exists and, when the model recorded one, its SHA-256."""
+    if not path:
+        raise ValueError(f"--input {needed_by} needs {flag} PATH")
+    try:
+        digest = frontends.file_sha256(path)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot read the checkpoint: {e}") from e
+    if recorded and digest != recorded:
+        raise ValueError(
+            f"{flag} {path}: this file (sha256 {digest[:12]}...) is not the checkpoint the acoustic "
+            f"model was trained on (sha256 {recorded[:12]}...); pass that checkpoint with {flag}"
+        )
+    return path
+
+
+def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
+    """The frontend for ``cfg.input`` and what the task feeds (``cfg.source_kind``)."""
+    if cfg.input not in frontends.INPUT_KINDS:
+        raise ValueError(f"--input must be one of {frontends.INPUT_KINDS}, got {cfg.input!r}")
+    if cfg.source_kind == "features":
+        return frontends.PrecomputedFrontend(cfg.source_dim)
+    if cfg.input == "logmel":
+        return frontends.LogMelFrontend()
+    upstreams = frontends.FrozenUpstreams()
+    if cfg.source_kind == "audio":
+        path = _checked_path(cfg.upstream, cfg.upstream_sha256, "--upstream", cfg.input)
+        upstreams.add("vq", frontends.load_vq_wav2vec(path))
+    if cfg.input == "wav2vec":
+        return frontends.Wav2vecFrontend(upstreams)
+    if cfg.input == "units":
+        if cfg.source_kind == "audio":
+            from ..units import codebook_shape
+
+            num_vars, groups = codebook_shape(upstreams.vq)
+        else:
+            num_vars, groups = cfg.unit_vars, cfg.unit_groups
+        return frontends.UnitFrontend(num_vars, groups, cfg.unit_embed_dim, upstreams)
+    from ..features import load_unit_bert
+
+    path = _checked_path(cfg.bert, cfg.bert_sha256, "--bert", "bert")
+    bert, dictionary = load_unit_bert(path)
+    return frontends.BertFrontend(
+        bert, dictionary, upstreams, finetune=cfg.finetune_upstream,
+        freeze_updates=cfg.freeze_upstream_updates, layer=cfg.bert_layer,
+    )
+
+
+@register_model("w2l_ctc", dataclass=W2lCtcConfig)
+class W2lCtcModel(BaseFairseqModel):
+    """Input: what the task's ``--input`` gives (``source`` B x T audio, B x T x C features or
+    B x T x G codes, with ``source_lengths`` B); output: B x T' x V label logits."""
+
+    def __init__(self, cfg: W2lCtcConfig, num_labels: int):
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = build_frontend(cfg)
+        self.dropout = nn.Dropout(cfg.input_dropout)
+        self.body = W2lConvStack(
+            self.frontend.output_dim, cfg.conv_layers, activation=cfg.activation,
+            weight_norm=cfg.weight_norm,
+        )
+        self.output = nn.Linear(self.body.out_channels, num_labels)
+
+    @classmethod
+    def build_model(cls, cfg: W2lCtcConfig, task):
+        return cls(cfg, len(task.target_dictionary))
+
+    def forward(self, source: torch.Tensor, source_lengths: torch.Tensor):
+        """-> dict ``logits`` (B x T' x V), ``lengths`` (B valid frames), ``padding_mask``
+        (B x T', True on padding)."""
+        x, lengths = self.frontend(source, source_lengths)
+        x, lengths = self.body(self.dropout(x), lengths)
+        logits = self.output(x)
+        padding_mask = torch.arange(logits.size(1), device=logits.device)[None, :] >= lengths[:, None]
+        return {"logits": logits, "lengths": lengths, "padding_mask": padding_mask}
+
+    def get_normalized_probs(self, net_output, log_probs, sample=None):
+        logits = net_output["logits"].float()
+        return logits.log_softmax(-1) if log_probs else logits.softmax(-1)
+
+    def upstream_parameters(self):
+        """Parameters of a fine-tuned upstream (their updates are scaled by upstream_lr_scale)."""
+        bert = getattr(self.frontend, "bert", None)
+        return list(bert.parameters()) if bert is not None else []
+
+
+def _set_defaults(cfg, **defaults):
+    for name, value in defaults.items():
+        if getattr(cfg, name, None) is None:
+            setattr(cfg, name, value)
+
+
+@register_model_architecture("w2l_ctc", "w2l_ctc_wsj")
+def w2l_ctc_wsj(cfg):
+    """wav2letter's Gated ConvNet for WSJ (Liptchinsky et al. 2017; the acoustic model of the
+    wav2vec and vq-wav2vec WSJ experiments): recipe ``conv_glu/wsj/network.arch``, 16 weight-normed
+    GLU layers with dropout 0.25 (see ``W2L_WSJ_LAYERS``)."""
+    _set_defaults(cfg, conv_layers=W2L_WSJ_LAYERS, activation="glu", weight_norm=True)
+
+
+@register_model_architecture("w2l_ctc", "w2l_ctc_timit")
+def w2l_ctc_timit(cfg):
+    """The wav2vec paper's TIMIT model (after Zeghidour et al. 2018; wav2letter recipe
+    ``timit/configs/conv_relu/network.arch``): 7 convs, kernel 5, 1000 channels, PReLU, dropout
+    0.7 (see ``W2L_TIMIT_LAYERS``)."""
+    _set_defaults(cfg, conv_layers=W2L_TIMIT_LAYERS, activation="prelu", weight_norm=False)
+
+
+@register_model_architecture("w2l_ctc", "w2l_ctc_tiny")
+def w2l_ctc_tiny(cfg):
+    """A small GLU stack for CPU demos: minutes per epoch on one hour of audio."""
+    _set_defaults(cfg, conv_layers=W2L_TINY_LAYERS, activation="glu", weight_norm=False)

@@ -1,0 +1,325 @@
+"""Task ``vqw2v_asr``: CTC acoustic models on letters or phones, and their decoding.
+
+Training (stage 3 of the pipeline)::
+
+    fairseq-train DATA --user-dir fairseq_vqw2v --task vqw2v_asr --labels ltr --input bert \\
+        --upstream vq.pt --bert bert.pt [--features FEATS] --arch w2l_ctc_wsj --criterion ctc_asr \\
+        --max-tokens 20000 --optimizer adam --lr 1e-3 --best-checkpoint-metric wer
+
+``DATA`` holds the manifests ``{split}.tsv`` and labels ``{split}.{ltr,phn}``; the dictionary is
+``DATA/dict.{labels}.txt`` (built from ``train.{labels}`` when missing). ``--max-tokens`` counts
+10 ms frames whatever the input. ``--input`` picks what the model sees: ``logmel``, ``wav2vec``
+(``c`` of ``--upstream``), ``units`` (codes of ``--upstream``, or of a quantize folder
+``--units-dir``) or ``bert`` (features of ``--bert`` on the units of ``--upstream`` or
+``--units-dir``, or cached by featurize in ``--features``).
+
+Decoding (stage 4)::
+
+    fairseq-generate DATA --user-dir fairseq_vqw2v --task vqw2v_asr --path am.pt --gen-subset test \\
+        --decoder kenlm --lexicon lexicon.txt --decoder-lm lm.bin --beam 50 --lm-weight 2 \\
+        --word-score -1 --post-process letter --results-path out/ --batch-size 16
+
+prints ``T-``/``H-`` lines (reference and hypothesis) per utterance and, once the whole split is
+decoded, the corpus WER and LER (letters) or PER (39 folded phones). fairseq-generate's own
+``--lm-path`` loads fairseq models and cannot take a KenLM file, hence ``--decoder-lm``; its
+``--beam``, ``--nbest`` and ``--lm-weight`` are used as they are (fairseq's defaults are beam 5
+and LM weight 0: pass ``--beam 50 --lm-weight 2`` for the reference's decoder settings).
+"""
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.data import Dictionary
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+from omegaconf import II, MISSING, open_dict
+
+from ..checkpoint import check_model_config
+from ..constants import SAMPLE_RATE
+from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
+from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
+from ..data.manifest import ManifestError, read_manifest
+from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
+from ..decoding.scoring import ErrorRates
+from ..models.frontends import INPUT_KINDS, file_sha256
+from ..models.w2l_ctc import W2lCtcModel
+
+logger = logging.getLogger(__name__)
+
+DECODERS = ("viterbi", "kenlm", "charlm")
+
+
+@dataclass
+class AsrConfig(FairseqDataclass):
+    data: str = field(
+        default=MISSING, metadata={"help": "folder of {split}.tsv manifests and {split}.{labels}"}
+    )
+    labels: ChoiceEnum(LABEL_KINDS) = field(
+        default="ltr", metadata={"help": "targets: ltr (letters, | ends words) or phn (phones)"}
+    )
+    input: ChoiceEnum(INPUT_KINDS) = field(
+        default="logmel", metadata={"help": "what the acoustic model sees"}
+    )
+    upstream: Optional[str] = field(
+        default=None,
+        metadata={"help": "vq_wav2vec checkpoint (--input wav2vec, units, bert from audio)"},
+    )
+    bert: Optional[str] = field(default=None, metadata={"help": "unit_bert checkpoint (--input bert)"})
+    features: Optional[str] = field(
+        default=None,
+        metadata={"help": "--input bert: folder of cached features from featurize, instead of "
+                  "computing them every epoch"},
+    )
+    units_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "--input units or bert: folder of {split}.src units from quantize, "
+                  "instead of quantizing audio with --upstream"},
+    )
+    sample_rate: int = field(default=SAMPLE_RATE, metadata={"help": "sample rate of every file"})
+    # decoding (fairseq-generate); --beam, --nbest and --lm-weight are fairseq's own
+    decoder: ChoiceEnum(DECODERS) = field(
+        default="viterbi",
+        metadata={"help": "viterbi (greedy CTC), kenlm (lexicon beam search with a word KenLM) "
+                  "or charlm (beam search with a character LM)"},
+    )
+    decoder_lm: Optional[str] = field(
+        default=None,
+        metadata={"help": "LM for the beam search: a KenLM binary/ARPA (kenlm; charlm with "
+                  "--charlm-type kenlm) or a fairseq fconv_lm checkpoint (charlm)"},
+    )
+    lexicon: Optional[str] = field(
+        default=None,
+        metadata={"help": "word -> letters lexicon (kenlm: required; charlm: optional, "
+                  "lexicon-free without it)"},
+    )
+    charlm_type: ChoiceEnum(["fconv", "kenlm"]) = field(
+        default="fconv", metadata={"help": "char LM kind: fairseq fconv_lm or a char KenLM"}
+    )
+    word_score: float = field(default=-1.0, metadata={"help": "score added per emitted word"})
+    unk_weight: float = field(default=-math.inf, metadata={"help": "score of an unknown word"})
+    sil_weight: float = field(default=0.0, metadata={"help": "score added per silence token"})
+    beam_threshold: float = field(
+        default=25.0, metadata={"help": "drop hypotheses scoring this far below the best"}
+    )
+    beam_size_token: Optional[int] = field(
+        default=None, metadata={"help": "tokens considered per frame (default: all)"}
+    )
+    decoder_settings: Optional[str] = field(
+        default=None,
+        metadata={"help": "JSON written by the tune CLI: its lm_weight and word_score replace "
+                  "--lm-weight and --word-score"},
+    )
+    seed: int = II("common.seed")
+
+
+def source_kind(cfg) -> str:
+    """What the datasets feed the model: audio, cached features or unit codes."""
+    if cfg.input == "bert" and cfg.features:
+        return "features"
+    if cfg.input in ("units", "bert") and cfg.units_dir:
+        return "units"
+    return "audio"
+
+
+@register_task("vqw2v_asr", dataclass=AsrConfig)
+class AsrTask(FairseqTask):
+    cfg: AsrConfig
+
+    def __init__(self, cfg: AsrConfig, dictionary: Dictionary):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+
+    @classmethod
+    def setup_task(cls, cfg: AsrConfig, **kwargs):
+        dictionary = load_label_dictionary(cfg.data, cfg.labels)
+        logger.info(f"label dictionary: {len(dictionary)} symbols ({cfg.labels})")
+        return cls(cfg, dictionary)
+
+    def load_dataset(self, split: str, combine: bool = False, task_cfg=None, **kwargs):
+        # fairseq-generate passes the training run's task config: what the model was fed
+        cfg = task_cfg if task_cfg is not None else self.cfg
+        manifest_path = os.path.join(self.cfg.data, f"{split}.tsv")
+        manifest = read_manifest(manifest_path)
+        if not manifest.entries:
+            raise ManifestError(f"{manifest_path}: no utterances")
+        label_path = os.path.join(self.cfg.data, f"{split}.{cfg.labels}")
+        lines = read_label_lines(label_path, len(manifest.entries))
+        targets = encode_labels(label_path, lines, self.dictionary)
+        kind = source_kind(cfg)
+        if kind == "features":
+            source = FeatureSource(self.cfg.features or cfg.features, split, len(manifest.entries))
+        elif kind == "units":
+            source = UnitSource(self.cfg.units_dir or cfg.units_dir, split, len(manifest.entries))
+        else:
+            source = AudioSource(manifest_path, self.cfg.sample_rate)
+        self.datasets[split] = AsrDataset(
+            source, targets, self.dictionary.pad(), shuffle=split.startswith("train")
+        )
+        logger.info(f"{split}: {len(targets)} utterances, {int(source.frames.sum())} frames "
+                    f"({kind}), {sum(len(t) for t in targets)} labels")
+
+    def build_model(self, cfg, from_checkpoint=False):
+        check_model_config(cfg, (W2lCtcModel,))  # see PretrainingTask.build_model
+        with open_dict(cfg):
+            if from_checkpoint:
+                # upstream paths given now replace the recorded ones (hashes are still checked)
+                cfg.upstream = self.cfg.upstream or cfg.upstream
+                cfg.bert = self.cfg.bert or cfg.bert
+            else:
+                self._record_inputs(cfg)
+        model = super().build_model(cfg, from_checkpoint)
+        logger.info(f"w2l_ctc on {cfg.input} ({cfg.source_kind}): "
+                    f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable "
+                    f"parameters")
+        return model
+
+    def _record_inputs(self, cfg):
+        """Writes into the model config what the model needs to rebuild its frontend later."""
+        cfg.source_kind = source_kind(self.cfg)
+        if cfg.source_kind == "features":
+            from ..features import feature_index
+
+            split = next(iter(self.datasets), "valid")
+            cfg.source_dim = int(feature_index(self.cfg.features, split)[0].shape[1])
+        if cfg.source_kind == "units":
+            cfg.unit_vars, cfg.unit_groups = _codebook_of_units(self.cfg.units_dir)
+        if cfg.source_kind == "audio" and self.cfg.input != "logmel":
+            cfg.upstream_sha256 = file_sha256(_required(self.cfg.upstream, "--upstream"))
+        if self.cfg.input == "bert" and cfg.source_kind != "features":
+            cfg.bert_sha256 = file_sha256(_required(self.cfg.bert, "--bert"))
+
+    def optimizer_step(self, optimizer, model, update_num):
+        """Scales the updates of a fine-tuned upstream by ``upstream_lr_scale`` (for any
+        optimizer: the step is taken, then pulled back towards the old weights)."""
+        model = getattr(model, "module", model)
+        params = model.upstream_parameters() if hasattr(model, "upstream_parameters") else []
+        params = [p for p in params if p.grad is not None]
+        scale = getattr(model.cfg, "upstream_lr_scale", 1.0)
+        if not params or scale == 1.0:
+            return super().optimizer_step(optimizer, model, update_num)
+        before = [p.detach().clone() for p in params]
+        super().optimizer_step(optimizer, model, update_num)
+        with torch.no_grad():
+            for p, old in zip(params, before):
+                p.mul_(scale).add_(old, alpha=1.0 - scale)
+
+    def build_generator(self, models, args, **kwargs):
+        lm_weight, word_score = args.lm_weight, self.cfg.word_score
+        if self.cfg.decoder_settings:
+            with open(self.cfg.decoder_settings) as f:
+                best = json.load(f)
+            lm_weight, word_score = float(best["lm_weight"]), float(best["word_score"])
+        if self.cfg.decoder != "viterbi" and lm_weight == 0:
+            logger.warning("--lm-weight is 0 (fairseq's default): the LM does not count; "
+                           "fairseq's speech decoders use 2, or tune it with the tune CLI")
+        decoder = build_decoder(self.cfg, self.dictionary, beam=args.beam, nbest=args.nbest,
+                                lm_weight=lm_weight, word_score=word_score)
+        # fairseq-generate loads exactly the split it decodes
+        expected = len(next(iter(self.datasets.values()))) if len(self.datasets) == 1 else None
+        return CtcGenerator(models[0], decoder, self.dictionary, self.cfg.labels, expected)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        return generator.generate(sample)
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return self.dictionary
+
+    def max_positions(self):
+        return None
+
+
+def _required(path: Optional[str], flag: str) -> str:
+    if not path:
+        raise ValueError(f"this --input needs {flag} PATH")
+    return path
+
+
+def _codebook_of_units(folder: str):
+    """(V, G) of a quantize folder, from its ``dict.txt`` (all the splits it wrote)."""
+    from ..units import SEPARATOR, read_dictionary_counts
+
+    counts = read_dictionary_counts(os.path.join(folder, "dict.txt"))
+    if not counts:
+        raise ManifestError(f"{folder}/dict.txt: no units")
+    codes = [[int(i) for i in token.split(SEPARATOR)] for token in counts]
+    return max(max(c) for c in codes) + 1, len(codes[0])
+
+
+def build_decoder(cfg: AsrConfig, dictionary: Dictionary, beam: int, nbest: int,
+                  lm_weight: float, word_score: float):
+    """The ``--decoder`` of ``cfg`` with the given search settings."""
+    if cfg.decoder == "viterbi":
+        from ..decoding.viterbi import ViterbiDecoder
+
+        return ViterbiDecoder(dictionary)
+    if not cfg.decoder_lm:
+        raise ValueError(f"--decoder {cfg.decoder} needs --decoder-lm PATH")
+    search = dict(
+        beam=beam, beam_threshold=cfg.beam_threshold, beam_size_token=cfg.beam_size_token,
+        lm_weight=lm_weight, word_score=word_score, unk_weight=cfg.unk_weight,
+        sil_weight=cfg.sil_weight, nbest=nbest,
+    )
+    if cfg.decoder == "kenlm":
+        from ..decoding.kenlm_decoder import KenLMLexiconDecoder
+
+        if not cfg.lexicon:
+            raise ValueError("--decoder kenlm needs --lexicon PATH (python -m fairseq_vqw2v.cli.lm)")
+        return KenLMLexiconDecoder(dictionary, cfg.lexicon, cfg.decoder_lm, **search)
+    from ..decoding.charlm import CharLMDecoder
+
+    return CharLMDecoder(dictionary, cfg.decoder_lm, cfg.charlm_type, lexicon=cfg.lexicon, **search)
+
+
+class CtcGenerator:
+    """What fairseq-generate calls a generator: emissions of the acoustic model, decoded; keeps
+    the error rates of the split and logs them once every utterance is decoded."""
+
+    def __init__(self, model, decoder, dictionary: Dictionary, labels: str,
+                 expected: Optional[int] = None):
+        self.model, self.decoder, self.dictionary = model, decoder, dictionary
+        self.expected = expected
+        self.rates = ErrorRates(unit_kind=UNIT_KINDS[labels])
+        self.symbols_to_strip_from_output = set()
+        self.decoded = 0
+
+    @torch.no_grad()
+    def emissions(self, source: torch.Tensor, length: int) -> torch.Tensor:
+        """One utterance (its first ``length`` frames or samples of ``source``) -> T' x V
+        log-probs on CPU. Utterances run alone: in a padded batch, float kernels sum in another
+        order, and scores would depend on the batch."""
+        net_output = self.model(source[None, :length], source.new_tensor([length], dtype=torch.long))
+        lprobs = self.model.get_normalized_probs(net_output, log_probs=True)
+        return lprobs[0, : int(net_output["lengths"][0])].float().cpu()
+
+    def generate(self, sample):
+        net_input = sample["net_input"]
+        hypos = []
+        for source, length in zip(net_input["source"], net_input["source_lengths"].tolist()):
+            lprobs = self.emissions(source, length)
+            hypos += self.decoder.decode(lprobs[None], torch.tensor([len(lprobs)]))
+        for nbest, target, n in zip(hypos, sample["target"], sample["target_lengths"].tolist()):
+            self.rates.add(self.dictionary.string(target[:n]),
+                           self.dictionary.string(nbest[0]["tokens"]))
+            for hypo in nbest:
+                # fairseq's hypotheses end with </s> (its BLEU scorer crashes on an empty one)
+                eos = hypo["tokens"].new_tensor([self.dictionary.eos()])
+                hypo["tokens"] = torch.cat([hypo["tokens"], eos])
+                hypo["alignment"] = None
+                hypo["positional_scores"] = torch.zeros(len(hypo["tokens"]))
+        self.decoded += len(hypos)
+        if self.decoded == self.expected:
+            logger.info(f"decoded {self.summary()}")
+        return hypos
+
+    def summary(self) -> str:
+        return f"{self.decoded} utterances: {self.rates}"

@@ -1,0 +1,165 @@
+"""Acoustic-model data: label files and dictionaries, the datasets, the CTC criterion, frontends."""
+
+import pytest
+import torch
+
+from _asr_util import write_letter_corpus, write_upstreams
+from fairseq_vqw2v.criterions.ctc_asr import CtcAsrConfig, CtcAsrCriterion, required_frames
+from fairseq_vqw2v.data.labels import encode_labels, load_label_dictionary, read_label_lines
+from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.decoding.scoring import ErrorRates
+from fairseq_vqw2v.models.w2l_ctc import W2lCtcConfig, W2lCtcModel
+from fairseq_vqw2v.tasks.asr import AsrConfig, AsrTask
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("asr_data")
+    write_letter_corpus(str(root / "data"), splits=(("train", 6), ("valid", 3)))
+    vq, bert = write_upstreams(str(root))
+    return root, vq, bert
+
+
+def task_for(data, **overrides):
+    return AsrTask.setup_task(AsrConfig(data=str(data), **overrides))
+
+
+def test_dictionary_is_built_from_train_then_reused(tmp_path):
+    write_letter_corpus(str(tmp_path), splits=(("train", 4),))
+    dictionary = load_label_dictionary(str(tmp_path), "ltr")
+    path = tmp_path / "dict.ltr.txt"
+    assert path.exists()
+    letters = set((tmp_path / "train.ltr").read_text().split())
+    assert {dictionary[i] for i in range(dictionary.nspecial, len(dictionary))} == letters
+    path.write_text(path.read_text() + "z 1\n")  # a later run reads the file, not train
+    assert "z" in load_label_dictionary(str(tmp_path), "ltr").indices
+
+
+def test_empty_dictionary_is_an_error(tmp_path):
+    (tmp_path / "dict.ltr.txt").write_text("")
+    with pytest.raises(ManifestError, match="dict.ltr.txt: the label dictionary is empty"):
+        load_label_dictionary(str(tmp_path), "ltr")
+
+
+def test_label_line_count_must_match_the_manifest(tmp_path):
+    path = tmp_path / "valid.ltr"
+    path.write_text("a |\nb |\n")
+    with pytest.raises(ManifestError, match=r"valid.ltr: 2 label lines but the manifest has 3"):
+        read_label_lines(str(path), 3)
+
+
+def test_empty_label_line_names_file_and_line(tmp_path):
+    path = tmp_path / "valid.ltr"
+    path.write_text("a |\n  \nb |\n")
+    with pytest.raises(ManifestError, match=r"valid.ltr:2: empty label line"):
+        read_label_lines(str(path), 3)
+
+
+def test_symbol_outside_the_dictionary_names_file_and_line(corpus):
+    root, _, _ = corpus
+    task = task_for(root / "data")
+    with pytest.raises(ManifestError, match=r"x.ltr:2: symbol 'q' is not in the label dictionary"):
+        encode_labels("x.ltr", ["b a d |", "q a d |"], task.target_dictionary)
+    # specials are not labels either
+    with pytest.raises(ManifestError, match=r"x.ltr:1: symbol '<unk>'"):
+        encode_labels("x.ltr", ["<unk> |"], task.target_dictionary)
+
+
+def test_dataset_batches_count_frames_and_pad_targets(corpus):
+    root, _, _ = corpus
+    task = task_for(root / "data")
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    sizes = [int(line.split("\t")[1]) for line in (root / "data" / "valid.tsv").read_text().split("\n")[1:] if line]
+    assert dataset.sizes.tolist() == [n // 160 for n in sizes]
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    assert batch["net_input"]["source"].shape == (3, max(sizes))
+    assert batch["net_input"]["source_lengths"].tolist() == sizes
+    labels = (root / "data" / "valid.ltr").read_text().split("\n")[:3]
+    assert batch["target_lengths"].tolist() == [len(line.split()) for line in labels]
+    assert batch["ntokens"] == sum(len(line.split()) for line in labels)
+    d = task.target_dictionary
+    for row, line in zip(batch["target"], labels):
+        assert d.string(row[row != d.pad()]) == line
+
+
+def test_required_frames_counts_blanks_between_repeats():
+    target = torch.tensor([[5, 5, 6, 6, 6], [7, 8, 7, 1, 1]])
+    assert required_frames(target, torch.tensor([5, 3])).tolist() == [5 + 3, 3]
+
+
+def test_infeasible_utterance_is_dropped_not_inf(corpus):
+    root, _, _ = corpus
+    task = task_for(root / "data")
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    torch.manual_seed(0)
+    model = W2lCtcModel(W2lCtcConfig(input="logmel", upstream=None, bert=None), len(task.target_dictionary))
+    criterion = CtcAsrCriterion(CtcAsrConfig(), task)
+    samples = [dataset[i] for i in range(3)]
+    # 50 Hz emissions: a target of more labels than frames cannot be aligned
+    frames = model.body.output_lengths(model.frontend.fbank.output_lengths(torch.tensor([len(samples[0]["source"])])))
+    samples[0] = {**samples[0], "target": torch.full((int(frames) + 1,), 5, dtype=torch.long)}
+    batch = dataset.collater(samples)
+    model.eval()
+    loss, sample_size, log = criterion(model, batch)
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert log["dropped"] == 1 and log["nsentences"] == 2
+    assert sample_size == int(batch["target_lengths"][1:].sum())
+    # valid logs greedy error counts over every utterance, dropped ones included
+    d = task.target_dictionary
+    refs = ErrorRates()
+    for row, n in zip(batch["target"], batch["target_lengths"].tolist()):
+        refs.add(d.string(row[:n]), "")
+    assert (log["u_total"], log["w_total"]) == (refs.units, refs.words)
+
+
+def test_frozen_upstreams_stay_out_of_the_checkpoint_and_in_eval_mode(corpus):
+    root, vq, bert = corpus
+    cfg = W2lCtcConfig(input="bert", upstream=vq, bert=bert)
+    model = W2lCtcModel(cfg, 10)
+    model.train()
+    assert not model.frontend.upstreams.training
+    assert not any(p.requires_grad for p in model.frontend.upstreams.parameters())
+    state = model.state_dict()
+    assert not [k for k in state if "upstream" in k]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("body.", "output.")) for n in trainable)
+    # loading the small state dict restores the same model, upstreams included
+    other = W2lCtcModel(cfg, 10)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.output.weight, model.output.weight)
+
+
+def test_finetuned_bert_is_trainable_and_saved(corpus):
+    root, vq, bert = corpus
+    model = W2lCtcModel(W2lCtcConfig(input="bert", upstream=vq, bert=bert, finetune_upstream=True), 10)
+    assert model.upstream_parameters() and all(p.requires_grad for p in model.upstream_parameters())
+    assert any(k.startswith("frontend.bert.") for k in model.state_dict())
+    assert not any(k.startswith("frontend.upstreams.") for k in model.state_dict())
+
+
+def test_changed_upstream_is_refused(corpus, tmp_path):
+    root, vq, bert = corpus
+    with pytest.raises(ValueError, match=r"--upstream .*: this file \(sha256 .*\) is not the checkpoint"):
+        W2lCtcModel(W2lCtcConfig(input="wav2vec", upstream=vq, bert=None, upstream_sha256="0" * 64), 10)
+    with pytest.raises(ValueError, match="--input wav2vec needs --upstream PATH"):
+        W2lCtcModel(W2lCtcConfig(input="wav2vec", upstream=None, bert=None), 10)
+
+
+@pytest.mark.parametrize("kind", ["logmel", "wav2vec", "units", "bert"])
+def test_every_input_kind_is_padding_invariant(corpus, kind):
+    root, vq, bert = corpus
+    task = task_for(root / "data", input=kind, upstream=vq, bert=bert)
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    torch.manual_seed(0)
+    model = W2lCtcModel(W2lCtcConfig(input=kind, upstream=vq, bert=bert), len(task.target_dictionary)).eval()
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    with torch.no_grad():
+        together = model(**batch["net_input"])
+        for i in range(3):
+            alone = model(**dataset.collater([dataset[i]])["net_input"])
+            n = int(alone["lengths"][0])
+            assert int(together["lengths"][i]) == n
+            torch.testing.assert_close(together["logits"][i, :n], alone["logits"][0], atol=1e-4, rtol=1e-4)

@@ -1,0 +1,136 @@
+"""The acoustic model end to end through fairseq-train and fairseq-generate (subprocesses)."""
+
+import re
+
+import pytest
+
+from _asr_util import fairseq, train_args, write_letter_corpus, write_upstreams
+from _pretraining_util import train_losses
+from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("asr_train")
+    write_letter_corpus(str(root / "data"))
+    vq, bert = write_upstreams(str(root))
+    return root, vq, bert
+
+
+@pytest.fixture(scope="module")
+def logmel_am(corpus):
+    """A log-mel letter AM trained for 60 updates (shared by the decoding tests)."""
+    root, _, _ = corpus
+    out = fairseq(*train_args(root / "data", root / "am_logmel", 60, "--input", "logmel"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return root / "am_logmel" / "checkpoint_last.pt", train_losses(out.stdout)
+
+
+def hypotheses(stdout):
+    """{id: (score, text)} of fairseq-generate's H- lines, and the decoded summary line."""
+    hyps = {int(m[1]): (float(m[2]), m[3]) for m in re.finditer(r"^H-(\d+)\t(\S+)\t(.*)$", stdout, re.M)}
+    return hyps
+
+
+def summary(stdout):
+    m = re.search(r"decoded (\d+) utterances: (.*)$", stdout, re.M)
+    assert m, stdout[-2000:]
+    return int(m[1]), m[2]
+
+
+def test_logmel_am_learns(logmel_am):
+    _, stats = logmel_am
+    first = sum(float(stats[u]["loss"]) for u in (1, 2, 3)) / 3
+    last = sum(float(stats[u]["loss"]) for u in (58, 59, 60)) / 3
+    assert last < 0.5 * first, (first, last)
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("wav2vec", []),
+    ("units", []),
+    ("bert", []),
+    ("bert", ["--finetune-upstream", "--freeze-upstream-updates", "5"]),
+])
+def test_upstream_input_kinds_train_and_record_their_upstream(corpus, kind, extra):
+    root, vq, bert = corpus
+    save = root / f"am_{kind}_{len(extra)}"
+    out = fairseq(*train_args(root / "data", save, 30, "--input", kind, "--upstream", vq, "--bert", bert, *extra))
+    assert out.returncode == 0, out.stderr[-3000:]
+    stats = train_losses(out.stdout)
+    assert float(stats[30]["loss"]) < float(stats[1]["loss"])
+    state = load_fairseq_checkpoint(str(save / "checkpoint_last.pt"))
+    model_cfg = state["cfg"]["model"]
+    assert model_cfg["input"] == kind and model_cfg["upstream"] == vq
+    assert len(model_cfg["upstream_sha256"]) == 64
+    assert not [k for k in state["model"] if k.startswith("frontend.upstreams.")]
+    assert any(k.startswith("frontend.bert.") for k in state["model"]) == bool(extra)
+
+
+def test_generate_viterbi_scores_and_is_batch_invariant(corpus, logmel_am):
+    root, _, _ = corpus
+    am, _ = logmel_am
+    runs = []
+    for batch in (1, 4):
+        out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
+                      "--batch-size", batch, "--post-process", "letter", "--results-path", root / f"res{batch}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        text = (root / f"res{batch}" / "generate-test.txt").read_text()
+        runs.append((hypotheses(text), summary(out.stdout + out.stderr)))
+    (h1, s1), (h4, s4) = runs
+    assert s1 == s4 and s1[0] == 6
+    assert h1.keys() == h4.keys() == set(range(6))
+    for i in h1:
+        assert h1[i][1] == h4[i][1]
+        assert h1[i][0] == pytest.approx(h4[i][0], rel=1e-5)
+
+
+def test_decoding_refuses_a_different_upstream(corpus):
+    root, vq, bert = corpus
+    save = root / "am_wav2vec_0"
+    if not (save / "checkpoint_last.pt").exists():
+        pytest.skip("needs the wav2vec AM of test_upstream_input_kinds_train_and_record_their_upstream")
+    other = root / "other_vq.pt"
+    other.write_bytes(open(vq, "rb").read() + b"\0")
+    out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", save / "checkpoint_last.pt",
+                  "--gen-subset", "test", "--batch-size", 4, "--upstream", other)
+    assert out.returncode != 0
+    assert f"--upstream {other}: this file" in out.stderr
+    assert "is not the checkpoint the acoustic model was trained on" in out.stderr
+
+
+def test_training_resumes_from_its_last_checkpoint(corpus):
+    root, _, _ = corpus
+    whole = fairseq(*train_args(root / "data", root / "resume_whole", 12, "--input", "logmel"))
+    first = fairseq(*train_args(root / "data", root / "resume_parts", 7, "--input", "logmel"))
+    rest = fairseq(*train_args(root / "data", root / "resume_parts", 12, "--input", "logmel"))
+    for out in (whole, first, rest):
+        assert out.returncode == 0, out.stderr[-3000:]
+    resumed = train_losses(rest.stdout)
+    assert min(resumed) == 8  # continued after update 7, not from scratch
+    assert float(resumed[12]["loss"]) == pytest.approx(float(train_losses(whole.stdout)[12]["loss"]), rel=1e-4)
+
+
+def test_generate_with_kenlm_and_char_lm(corpus, logmel_am):
+    root, _, _ = corpus
+    am, _ = logmel_am
+    lm_dir = root / "lm"
+    text = root / "data" / "train.wrd"
+    from fairseq_vqw2v.cli.lm import main as lm_main
+
+    assert lm_main(["ngram", str(text), str(lm_dir), "--order", "3", "--discount-fallback", "--letter-dict",
+                    str(root / "data" / "dict.ltr.txt")]) == 0
+    assert lm_main(["charlm-data", str(text), str(lm_dir / "char"), "--char-order", "5", "--discount-fallback"]) == 0
+    lexicon_words = {line.split("\t")[0] for line in (lm_dir / "lexicon.txt").read_text().splitlines()}
+    decoders = {
+        "kenlm": ["--decoder", "kenlm", "--lexicon", lm_dir / "lexicon.txt", "--decoder-lm", lm_dir / "lm.bin"],
+        "charlm": ["--decoder", "charlm", "--charlm-type", "kenlm", "--decoder-lm", lm_dir / "char" / "charlm.bin"],
+    }
+    for name, flags in decoders.items():
+        out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
+                      "--batch-size", 4, "--post-process", "letter", "--beam", 20, "--lm-weight", 1.0, *flags)
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+        n, rates = summary(out.stdout + out.stderr)
+        assert n == 6 and rates.startswith("WER ")
+        if name == "kenlm":
+            for _, hyp in hypotheses(out.stdout).values():
+                assert set(hyp.split()) <= lexicon_words
