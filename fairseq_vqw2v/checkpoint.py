@@ -24,7 +24,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
@@ -312,10 +312,14 @@ def check_model_config(model_cfg, expected_models: Sequence[type], source: str =
     check_config_literals(model_cfg, "cfg.model", source)
 
 
-def load_model(path: str, expected_models: Sequence[type], hint: str = ""):
+def load_model(path: str, expected_models: Sequence[type], hint: str = "",
+               task_overrides: Optional[Dict[str, Any]] = None):
     """``(model, cfg, task)`` of checkpoint ``path`` built by fairseq (its own task and model
-    registries), refusing models other than ``expected_models`` before anything is built."""
+    registries), refusing models other than ``expected_models`` before anything is built;
+    ``task_overrides`` replace task config values (e.g. ``data``, when the data moved)."""
     state = load_fairseq_checkpoint(path)
     check_model_config(state["cfg"].model, expected_models, path, hint)
+    with open_dict(state["cfg"]):
+        state["cfg"].task.update(task_overrides or {})
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
     return models[0], cfg, task

@@ -110,27 +110,81 @@ def test_training_resumes_from_its_last_checkpoint(corpus):
     assert float(resumed[12]["loss"]) == pytest.approx(float(train_losses(whole.stdout)[12]["loss"]), rel=1e-4)
 
 
-def test_generate_with_kenlm_and_char_lm(corpus, logmel_am):
-    root, _, _ = corpus
-    am, _ = logmel_am
-    lm_dir = root / "lm"
-    text = root / "data" / "train.wrd"
+@pytest.fixture(scope="module")
+def lm(corpus):
+    """Word 3-gram + lexicon and a char 5-gram from the train transcripts."""
     from fairseq_vqw2v.cli.lm import main as lm_main
 
-    assert lm_main(["ngram", str(text), str(lm_dir), "--order", "3", "--discount-fallback", "--letter-dict",
-                    str(root / "data" / "dict.ltr.txt")]) == 0
-    assert lm_main(["charlm-data", str(text), str(lm_dir / "char"), "--char-order", "5", "--discount-fallback"]) == 0
-    lexicon_words = {line.split("\t")[0] for line in (lm_dir / "lexicon.txt").read_text().splitlines()}
+    root, _, _ = corpus
+    lm_dir, text = root / "lm", root / "data" / "train.wrd"
+    letters = str(root / "data" / "dict.ltr.txt")  # written by the AM fixture's training
+    assert lm_main(["ngram", str(text), str(lm_dir), "--order", "3", "--discount-fallback",
+                    "--letter-dict", letters]) == 0
+    assert lm_main(["charlm-data", str(text), str(lm_dir / "char"), "--char-order", "5",
+                    "--discount-fallback"]) == 0
+    return lm_dir
+
+
+def generate(root, am, split, *flags):
+    out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", split,
+                  "--batch-size", 4, *flags)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_generate_with_kenlm_and_char_lm(corpus, logmel_am, lm):
+    root, _, _ = corpus
+    am, _ = logmel_am
+    lexicon_words = {line.split("\t")[0] for line in (lm / "lexicon.txt").read_text().splitlines()}
     decoders = {
-        "kenlm": ["--decoder", "kenlm", "--lexicon", lm_dir / "lexicon.txt", "--decoder-lm", lm_dir / "lm.bin"],
-        "charlm": ["--decoder", "charlm", "--charlm-type", "kenlm", "--decoder-lm", lm_dir / "char" / "charlm.bin"],
+        "kenlm": ["--decoder", "kenlm", "--lexicon", lm / "lexicon.txt", "--decoder-lm", lm / "lm.bin"],
+        "charlm": ["--decoder", "charlm", "--charlm-type", "kenlm", "--decoder-lm", lm / "char" / "charlm.bin"],
     }
     for name, flags in decoders.items():
-        out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
-                      "--batch-size", 4, "--post-process", "letter", "--beam", 20, "--lm-weight", 1.0, *flags)
-        assert out.returncode == 0, (name, out.stderr[-3000:])
+        out = generate(root, am, "test", "--post-process", "letter", "--beam", 20, "--lm-weight", 1.0, *flags)
         n, rates = summary(out.stdout + out.stderr)
-        assert n == 6 and rates.startswith("WER ")
+        assert n == 6 and rates.startswith("WER "), name
         if name == "kenlm":
             for _, hyp in hypotheses(out.stdout).values():
                 assert set(hyp.split()) <= lexicon_words
+
+
+def test_tune_finds_the_setting_that_generate_then_reproduces(corpus, logmel_am, lm):
+    import json
+
+    from fairseq_vqw2v.cli.tune import main as tune_main
+
+    root, _, _ = corpus
+    am, _ = logmel_am
+    best = root / "tune" / "best.json"
+    flags = ["--lexicon", lm / "lexicon.txt", "--decoder-lm", lm / "lm.bin"]
+    assert tune_main(["--path", str(am), "--data", str(root / "data"), "--subset", "valid", "--beam", "20",
+                      "--lm-weights=0,1,3", "--word-scores=-1,1", "--out", str(best), *map(str, flags)]) == 0
+    setting = json.loads(best.read_text())
+    assert setting["points"] == 6 and setting["lm_weight"] in (0, 1, 3) and setting["word_score"] in (-1, 1)
+    out = generate(root, am, "valid", "--decoder", "kenlm", "--beam", 20, "--decoder-settings", best, *flags)
+    _, rates = summary(out.stdout + out.stderr)
+    assert rates.startswith(f"WER {setting['wer']:.2f} ")
+
+
+def test_score_cli_tables_generate_outputs(corpus, logmel_am, lm):
+    from fairseq_vqw2v.cli.score import main as score_main
+
+    root, _, _ = corpus
+    am, _ = logmel_am
+    results = root / "results"
+    summaries = {}
+    for decoder, flags in (("viterbi", []), ("kenlm", ["--lexicon", lm / "lexicon.txt", "--decoder-lm", lm / "lm.bin"])):
+        for split in ("valid", "test"):
+            out = generate(root, am, split, "--decoder", decoder, "--lm-weight", 1, "--beam", 20,
+                           "--results-path", results / "logmel" / decoder, *flags)
+            summaries[decoder, split] = summary(out.stdout + out.stderr)[1]
+    assert score_main([str(results)]) == 0
+    table = (results / "table.md").read_text().splitlines()
+    assert table[0].startswith("| system | valid no LM (LER / WER) | test no LM (LER / WER) | valid 4-gram LM")
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells[0] == "logmel"
+    for cell, key in zip(cells[1:], [("viterbi", "valid"), ("viterbi", "test"), ("kenlm", "valid"), ("kenlm", "test")]):
+        wer, ler = re.match(r"WER ([\d.]+) \(\d+/\d+\), LER ([\d.]+)", summaries[key]).groups()
+        assert cell == f"{ler} / {wer}"
+    assert (results / "table.png").stat().st_size > 0

@@ -171,14 +171,14 @@ class AsrTask(FairseqTask):
                 cfg.upstream = self.cfg.upstream or cfg.upstream
                 cfg.bert = self.cfg.bert or cfg.bert
             else:
-                self._record_inputs(cfg)
+                self.record_inputs(cfg)
         model = super().build_model(cfg, from_checkpoint)
         logger.info(f"w2l_ctc on {cfg.input} ({cfg.source_kind}): "
                     f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable "
                     f"parameters")
         return model
 
-    def _record_inputs(self, cfg):
+    def record_inputs(self, cfg):
         """Writes into the model config what the model needs to rebuild its frontend later."""
         cfg.source_kind = source_kind(self.cfg)
         if cfg.source_kind == "features":
@@ -255,6 +255,16 @@ def _codebook_of_units(folder: str):
     return max(max(c) for c in codes) + 1, len(codes[0])
 
 
+@torch.no_grad()
+def utterance_emissions(model, source: torch.Tensor, length: int) -> torch.Tensor:
+    """One utterance (the first ``length`` samples, frames or codes of ``source``) -> T' x V
+    log-probs on CPU. Utterances run alone: in a padded batch, float kernels sum in another order,
+    and scores would depend on the batch."""
+    net_output = model(source[None, :length], source.new_tensor([length], dtype=torch.long))
+    lprobs = model.get_normalized_probs(net_output, log_probs=True)
+    return lprobs[0, : int(net_output["lengths"][0])].float().cpu()
+
+
 def build_decoder(cfg: AsrConfig, dictionary: Dictionary, beam: int, nbest: int,
                   lm_weight: float, word_score: float):
     """The ``--decoder`` of ``cfg`` with the given search settings."""
@@ -292,20 +302,11 @@ class CtcGenerator:
         self.symbols_to_strip_from_output = set()
         self.decoded = 0
 
-    @torch.no_grad()
-    def emissions(self, source: torch.Tensor, length: int) -> torch.Tensor:
-        """One utterance (its first ``length`` frames or samples of ``source``) -> T' x V
-        log-probs on CPU. Utterances run alone: in a padded batch, float kernels sum in another
-        order, and scores would depend on the batch."""
-        net_output = self.model(source[None, :length], source.new_tensor([length], dtype=torch.long))
-        lprobs = self.model.get_normalized_probs(net_output, log_probs=True)
-        return lprobs[0, : int(net_output["lengths"][0])].float().cpu()
-
     def generate(self, sample):
         net_input = sample["net_input"]
         hypos = []
         for source, length in zip(net_input["source"], net_input["source_lengths"].tolist()):
-            lprobs = self.emissions(source, length)
+            lprobs = utterance_emissions(self.model, source, length)
             hypos += self.decoder.decode(lprobs[None], torch.tensor([len(lprobs)]))
         for nbest, target, n in zip(hypos, sample["target"], sample["target_lengths"].tolist()):
             self.rates.add(self.dictionary.string(target[:n]),
