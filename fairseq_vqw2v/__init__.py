@@ -4,6 +4,59 @@ Importing the package (or passing its folder to ``--user-dir``) registers every 
 criterion it defines with fairseq's registries.
 """
 
+import logging
+import warnings
+
 __version__ = "0.1.0"
 
-from . import criterions, models, tasks  # noqa: F401  (registration side effects)
+# Warnings that fairseq's own calls into hydra and torch raise on every run and that say nothing
+# about the user's run, as (message regex, module the warning is attributed to, category). Each
+# filter matches one message from one module, so every other warning, ours included, still shows.
+KNOWN_HARMLESS_WARNINGS = (
+    (r"hydra\.experimental\.initialize\(\) is no longer experimental",
+     r"hydra\.experimental\.initialize", UserWarning),
+    (r"\s*The version_base parameter is not specified", r"hydra\.experimental\.initialize",
+     UserWarning),
+    (r"hydra\.experimental\.compose\(\) is no longer experimental",
+     r"hydra\.experimental\.compose", UserWarning),
+    (r"In '\w+': Usage of deprecated keyword in package header", r"hydra\.core\.default_element",
+     UserWarning),
+    # raised with a stack level above the outermost frame, so Python attributes it to "sys"
+    (r"\s*'\w+' is validated against ConfigStore schema with the same name", r"sys$", UserWarning),
+    (r"\s*The strict flag in the compose API is deprecated", r"hydra\.compose", UserWarning),
+    # fairseq always asks for pinned memory; on a CPU-only run torch says it is not used
+    (r"'pin_memory' argument is set as true but no accelerator is found",
+     r"torch\.utils\.data\.dataloader", UserWarning),
+    (r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated", r"fairseq\.tasks\.fairseq_task",
+     FutureWarning),
+    # fairseq's wav2vec criterion logs float(loss term) of tensors that require grad
+    (r"Converting a tensor with requires_grad=True to a scalar",
+     r"fairseq\.criterions\.wav2vec_criterion", UserWarning),
+)
+
+
+class _DropMessage(logging.Filter):
+    """Drops the records of one logger whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _quiet_known_harmless() -> None:
+    for message, module, category in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    # fairseq's text-to-speech task (imported with every task) asks for tensorboardX, which
+    # nothing here uses; only effective when this package is imported before fairseq's tasks
+    # (our CLIs); fairseq-train imports them before loading --user-dir
+    logging.getLogger("fairseq.tasks.text_to_speech").addFilter(
+        _DropMessage("Please install tensorboardX")
+    )
+
+
+_quiet_known_harmless()
+
+from . import criterions, models, tasks  # noqa: E402, F401  (registration side effects)

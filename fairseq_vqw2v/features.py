@@ -71,6 +71,9 @@ class UnitBertFeaturizer:
         self.max_tokens = max_tokens
         self.window = model.max_positions() - 2
         self.dim = model.cfg.encoder_embed_dim
+        # units mapped by token_ids so far, and how many of them the dictionary lacked (<unk>)
+        self.units_seen = 0
+        self.units_unknown = 0
 
     @classmethod
     def from_checkpoint(cls, path: str, layer: Optional[int] = None, device: str = "cpu"):
@@ -78,9 +81,13 @@ class UnitBertFeaturizer:
         return cls(model.to(device), dictionary, layer)
 
     def token_ids(self, codes: torch.Tensor) -> torch.Tensor:
-        """T x G codes (as ``extract_features()['idx']``) -> T dictionary ids (unseen -> unk)."""
-        return torch.tensor([self.dictionary.index(t) for t in codes_to_tokens(codes)],
-                            dtype=torch.long)
+        """T x G codes (as ``extract_features()['idx']``) -> T dictionary ids (unseen -> unk,
+        counted in ``units_unknown``)."""
+        ids = torch.tensor([self.dictionary.index(t) for t in codes_to_tokens(codes)],
+                           dtype=torch.long)
+        self.units_seen += len(ids)
+        self.units_unknown += int((ids == self.dictionary.unk()).sum())
+        return ids
 
     @torch.no_grad()
     def __call__(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:

@@ -12,9 +12,12 @@ glob runs in the order given. ``valid.tsv`` is written only when ``--valid-perce
 
 Transcript listing (``--transcripts``): UTF-8, one ``KEY<TAB>transcript`` line per file, where
 KEY is the file's path relative to ROOT (``spk1/utt3.wav``), that path without its extension
-(``spk1/utt3``) or its bare stem (``utt3``, when stems are unique). Blank lines are ignored.
+(``spk1/utt3``) or its bare stem (``utt3``; an error when several files share it). Blank lines
+are ignored; a file given different transcripts under different keys is an error, and keys that
+match no file are listed in the summary.
 Transcripts are normalised to the project's word convention (lower case, letters a-z and
-apostrophes; other characters split words) and written as ``.wrd`` and ``.ltr``. A file with no
+apostrophes, accented letters transliterated: ``café`` -> ``cafe``; a letter with no a-z form is an
+error; other characters split words) and written as ``.wrd`` and ``.ltr``. A file with no
 transcript (or one empty after normalisation) is an error, or a skip with ``--skip-bad``.
 """
 
@@ -22,7 +25,7 @@ import argparse
 import glob
 import os
 import random
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from fairseq_vqw2v.data.manifest import ManifestError
 
@@ -62,13 +65,32 @@ def find_audio(root: str, exts: Sequence[str], path_must_contain: Optional[str] 
             yield file_path
 
 
-def _transcript_for(transcripts: Dict[str, str], root: str, path: str) -> Optional[str]:
-    rel = os.path.relpath(path, root)
-    stem_path = os.path.splitext(rel)[0]
-    for key in (rel, stem_path, os.path.basename(stem_path)):
-        if key in transcripts:
-            return transcripts[key]
-    return None
+def match_transcripts(
+    transcripts: Dict[str, str], listing: str, root: str, paths: Sequence[str]
+) -> Tuple[List[Optional[str]], List[str]]:
+    """The transcript of each of ``paths`` (``None``: none) and the listing keys that matched no
+    file. A bare stem shared by several files, or one file given different transcripts under
+    different keys, is a ``ManifestError``."""
+    rels = [os.path.relpath(p, root) for p in paths]
+    by_stem: Dict[str, List[str]] = {}
+    for rel in rels:
+        by_stem.setdefault(os.path.basename(os.path.splitext(rel)[0]), []).append(rel)
+    used, texts = set(), []
+    for rel in rels:
+        stem_path = os.path.splitext(rel)[0]
+        stem = os.path.basename(stem_path)
+        keys = [k for k in dict.fromkeys((rel, stem_path, stem)) if k in transcripts]
+        if stem in keys and len(by_stem[stem]) > 1:
+            raise ManifestError(
+                f"{listing}: key {stem!r} matches {len(by_stem[stem])} files "
+                f"({', '.join(sorted(by_stem[stem]))}): use their paths relative to ROOT"
+            )
+        if len({transcripts[k] for k in keys}) > 1:
+            given = "; ".join(f"{k!r}: {transcripts[k]!r}" for k in keys)
+            raise ManifestError(f"{listing}: conflicting transcripts for {rel}: {given}")
+        used.update(keys)
+        texts.append(transcripts[keys[0]] if keys else None)
+    return texts, [k for k in transcripts if k not in used]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -100,21 +122,25 @@ def main(argv=None) -> str:
     transcripts = read_transcripts(args.transcripts) if args.transcripts else None
     exts = [e.strip().lstrip(".") for e in args.ext.split(",") if e.strip()]
 
+    paths = list(find_audio(root, exts, args.path_must_contain))
+    if not paths:
+        raise ManifestError(f"{root}: no files with extension {', '.join(exts)}")
+    texts, unmatched = [None] * len(paths), []
+    if transcripts is not None:
+        texts, unmatched = match_transcripts(transcripts, args.transcripts, root, paths)
     rand = random.Random(args.seed)
     splits = {"train": [], "valid": []}
-    for path in find_audio(root, exts, args.path_must_contain):
+    for path, text in zip(paths, texts):
         split = "train" if rand.random() > args.valid_percent else "valid"
-        utt = (
-            labelled(path, _transcript_for(transcripts, root, path))
-            if transcripts is not None
-            else Utterance(path)
-        )
-        splits[split].append(utt)
-    if not splits["train"] and not splits["valid"]:
-        raise ManifestError(f"{root}: no files with extension {', '.join(exts)}")
+        splits[split].append(labelled(path, text) if transcripts is not None else Utterance(path))
     if args.valid_percent == 0:
         del splits["valid"]
-    return write_manifests(args, root, splits)
+    summary = write_manifests(args, root, splits)
+    if unmatched:
+        shown = ", ".join(map(repr, unmatched[:5])) + (", ..." if len(unmatched) > 5 else "")
+        summary += (f"; {len(unmatched)} transcript key{'s' if len(unmatched) > 1 else ''} of "
+                    f"{args.transcripts} matched no audio file: {shown}")
+    return summary
 
 
 if __name__ == "__main__":

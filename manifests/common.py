@@ -10,7 +10,10 @@ when there are many), then either
 - with ``--skip-bad``, leaves bad files out, lists them in ``{dest}/{split}.skipped``
   (``path<TAB>reason``) and prints a count per reason,
 
-and finally writes every split (``{split}.tsv`` and its label files) and a one-line summary.
+and finally writes every split (``{split}.tsv`` and its label files) and a one-line summary. A
+split left with no file is an error; so are an output folder that cannot be written, a split name
+that is not a file name and a path that a TSV line cannot hold. All splits are written together or
+none (a failure leaves no split's files behind).
 """
 
 import argparse
@@ -29,11 +32,15 @@ from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.manifest import (
     ManifestError,
     check_audio,
+    check_split_name,
+    check_tsv_path,
     duration_summary,
+    foreign_letters,
     normalize_words,
     receptive_field,
+    split_files,
     words_to_letters,
-    write_split,
+    write_files,
 )
 from fairseq_vqw2v.models.vq_wav2vec import LARGE_ENCODER
 
@@ -67,6 +74,12 @@ def labelled(path: str, text: Optional[str]) -> Utterance:
     """An utterance with ``.wrd``/``.ltr`` labels from a raw transcript (``None``: missing)."""
     if text is None:
         return Utterance(path, reason=MISSING_TRANSCRIPT)
+    foreign = foreign_letters(text)
+    if foreign:
+        raise ManifestError(
+            f"{path}: transcript {text!r} has letters with no a-z form: {', '.join(foreign)} "
+            "(transliterate it first: words must not lose letters)"
+        )
     words = normalize_words(text)
     if not words:
         return Utterance(path, reason=EMPTY_TRANSCRIPT)
@@ -84,12 +97,18 @@ def prep_parser(doc: str, root_help: str) -> argparse.ArgumentParser:
 
 
 def read_lines(path: str, what: str) -> List[str]:
-    """The lines of UTF-8 text file ``path``; a ``ManifestError`` naming it and ``what`` it is."""
+    """The lines of UTF-8 text file ``path``; a ``ManifestError`` naming it and ``what`` it is.
+
+    A byte order mark is dropped, and only ``\\n``, ``\\r\\n`` and ``\\r`` end lines: Unicode
+    separators (U+2028, U+0085, form feed) inside a transcript line stay in it, as whitespace.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: cannot read {what}: {e}") from e
+    lines = text.split("\n")  # open() already turned \r\n and \r into \n
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def existing_folder(path: str) -> str:
@@ -168,6 +187,11 @@ def write_manifests(args: argparse.Namespace, root: str, splits: Dict[str, List[
     written, not even the splits that were fine.
     """
     root = os.path.realpath(root)
+    check_destination(args.dest)
+    for split, utts in splits.items():
+        check_split_name(split)
+        for utt in utts:
+            check_tsv_path(utt.path)
     to_check = [u.path for utts in splits.values() for u in utts if u.reason is None]
     results = iter(check_all(to_check, args.min_samples, args.sample_rate, args.workers))
 
@@ -184,28 +208,47 @@ def write_manifests(args: argparse.Namespace, root: str, splits: Dict[str, List[
             else:
                 detail = _explain(utt.path, samples, reason, args.min_samples, args.sample_rate)
                 raise ManifestError(f"{utt.path}: {detail}")
+        if not kept[split]:
+            reasons = [r for _, r in skipped[split]]
+            detail = f"all of its files are unusable, {skip_summary(reasons)}" if reasons else "no files"
+            raise ManifestError(f"split {split!r} would be empty ({detail}); nothing written")
 
-    written = []
+    # every split's files are written together, all or none
+    contents, written, stale = {}, [], []
     for split, rows in kept.items():
         exts = sorted({ext for utt, _ in rows for ext in (utt.labels or {})})
         labels = {ext: [(utt.labels or {}).get(ext, "") for utt, _ in rows] for ext in exts}
         manifest_rows = [
             (os.path.relpath(os.path.realpath(utt.path), root), samples) for utt, samples in rows
         ]
-        write_split(args.dest, split, root, manifest_rows, labels)
-        skipped_path = os.path.join(args.dest, f"{split}.skipped")
+        contents.update(split_files(args.dest, split, root, manifest_rows, labels))
         if skipped[split]:
-            with open(skipped_path, "w", encoding="utf-8") as f:
-                f.writelines(f"{path}\t{reason}\n" for path, reason in skipped[split])
-        elif os.path.exists(skipped_path):
-            os.remove(skipped_path)  # from an earlier run: would describe files now present
+            contents[f"{split}.skipped"] = [f"{path}\t{reason}" for path, reason in skipped[split]]
+        else:
+            stale.append(os.path.join(args.dest, f"{split}.skipped"))
         written.append(f"{split} ({duration_summary([n for _, n in rows])})")
+    write_files(args.dest, contents)
+    for path in stale:  # from an earlier run: would describe files now present
+        if os.path.exists(path):
+            os.remove(path)
 
     summary = f"wrote {', '.join(written)} to {args.dest}"
     all_skipped = [reason for s in skipped.values() for _, reason in s]
     if all_skipped:
         summary += f"; {skip_summary(all_skipped)}"
     return summary
+
+
+def check_destination(dest: str) -> None:
+    """A ``ManifestError`` unless ``dest`` is a writable folder or can be created as one; checked
+    before any audio is read, without creating anything."""
+    folder = os.path.abspath(dest)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ManifestError(f"{dest}: cannot be an output folder: {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ManifestError(f"{dest}: cannot write the output folder: {folder} is not writable")
 
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], str], argv=None) -> None:

@@ -14,8 +14,9 @@ TIMIT phone recognition paper since Lee and Hon (1989):
 The SA dialect sentences (read by every speaker) are always excluded. Labels: ``.phn`` holds the
 ``.PHN`` phones folded to the 39 set (:mod:`fairseq_vqw2v.data.phones`; ``--phones 61`` keeps the
 originals), ``.wrd`` the words of ``.WRD`` (or of ``.TXT`` when there is no ``.WRD``) in the
-project's word convention, ``.ltr`` their letters. A ``.WAV`` without a ``.PHN`` is an error (or a
-skip with ``--skip-bad``); a malformed or unknown phone line is an error naming file and line.
+project's word convention, ``.ltr`` their letters. A ``.WAV`` without a ``.PHN``, or with an
+empty one, is an error (or a skip with ``--skip-bad``); a malformed or unknown phone line is an
+error naming file and line.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from fairseq_vqw2v.data.manifest import ManifestError, normalize_words, words_to
 from fairseq_vqw2v.data.phones import FOLD_61_TO_39, fold_timit_phones
 
 from .common import (
+    EMPTY_TRANSCRIPT,
     MISSING_TRANSCRIPT,
     Utterance,
     existing_folder,
@@ -100,6 +102,8 @@ def utterance(wav: str, stem: str, phone_set: int) -> Utterance:
     if phn is None:
         return Utterance(wav, reason=MISSING_TRANSCRIPT)
     phones = read_phones(phn)
+    if not phones:
+        return Utterance(wav, reason=EMPTY_TRANSCRIPT)
     if phone_set == 39:
         phones = fold_timit_phones(phones)
     words = read_words(stem)

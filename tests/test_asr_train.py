@@ -1,10 +1,11 @@
 """The acoustic model end to end through fairseq-train and fairseq-generate (subprocesses)."""
 
+import os
 import re
 
 import pytest
 
-from _asr_util import fairseq, train_args, write_letter_corpus, write_upstreams
+from _asr_util import BIN, fairseq, train_args, write_letter_corpus, write_upstreams
 from _pretraining_util import train_losses
 from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
 
@@ -188,3 +189,31 @@ def test_score_cli_tables_generate_outputs(corpus, logmel_am, lm):
         wer, ler = re.match(r"WER ([\d.]+) \(\d+/\d+\), LER ([\d.]+)", summaries[key]).groups()
         assert cell == f"{ler} / {wer}"
     assert (results / "table.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_generate_with_a_char_convlm_trained_by_stock_fairseq(corpus, logmel_am, lm):
+    """The paper's char ConvLM path as a user runs it: charlm-data, fairseq-preprocess, stock
+    fairseq-train --task language_modeling --arch fconv_lm, then decoding with it."""
+    import subprocess
+
+    root, _, _ = corpus
+    am, _ = logmel_am
+    char = lm / "char"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    prep = subprocess.run([os.path.join(BIN, "fairseq-preprocess"), "--only-source", "--trainpref",
+                           char / "train.txt", "--validpref", char / "train.txt", "--srcdict", char / "dict.txt",
+                           "--destdir", char / "bin", "--workers", "1"], capture_output=True, text=True, env=env)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    train = subprocess.run([os.path.join(BIN, "fairseq-train"), char / "bin", "--task", "language_modeling",
+                            "--arch", "fconv_lm", "--decoder-layers", "[(64, 3)] * 3", "--decoder-embed-dim", "32",
+                            "--decoder-out-embed-dim", "32", "--tokens-per-sample", "128", "--sample-break-mode",
+                            "eos", "--max-tokens", "2048", "--optimizer", "adam", "--lr", "1e-3", "--max-update", "30",
+                            "--save-dir", char / "ckpt", "--no-epoch-checkpoints", "--cpu", "--num-workers", "0"],
+                           capture_output=True, text=True, env=env)
+    assert train.returncode == 0, train.stderr[-2000:]
+    for lexicon in ([], ["--lexicon", lm / "lexicon.txt"]):
+        out = generate(root, am, "test", "--decoder", "charlm", "--charlm-type", "fconv", "--decoder-lm",
+                       char / "ckpt" / "checkpoint_last.pt", "--beam", 10, "--lm-weight", 0.5, *lexicon)
+        n, rates = summary(out.stdout + out.stderr)
+        assert n == 6 and rates.startswith("WER ")

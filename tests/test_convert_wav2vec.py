@@ -66,6 +66,28 @@ def _load(path, data):
     return models[0]
 
 
+def float32_conv_bound(stack: torch.nn.Module) -> float:
+    """Relative bound on the difference of two float32 evaluations of a conv stack.
+
+    Each output of a conv is a dot product of K = in_channels x kernel terms; summed in another
+    order (another oneDNN kernel, thread split or vector width), it differs by at most
+    2 * gamma_K ~ 2 * K * u of the sum of |terms| (Higham, Accuracy and Stability of Numerical
+    Algorithms, eq. 3.4; u = 2^-24 for float32). Group norm rescales each layer to unit scale, so
+    relative errors of the L layers add up: 2 * u * sum of K over the layers.
+    """
+    u = torch.finfo(torch.float32).eps / 2
+    convs = [m for m in stack.modules() if isinstance(m, torch.nn.Conv1d)]
+    return 2 * u * sum(m.in_channels // m.groups * m.kernel_size[0] for m in convs)
+
+
+def assert_within(ours, ref, rel_bound, name):
+    """max |ours - ref| <= rel_bound * max |ref| (same computation, float32 rounding apart)."""
+    diff, scale = (ours - ref).abs().max().item(), ref.abs().max().item()
+    assert diff <= rel_bound * scale, (
+        f"max |{name}_ours - {name}_ref| = {diff:.2e} > {rel_bound:.1e} x max |{name}_ref| {scale:.2f}"
+    )
+
+
 def _loss(model, source, infonce, seed):
     criterion = Wav2vecCriterion(None, infonce=infonce, loss_weights=[1.0] if model.vector_quantizer else None)
     torch.manual_seed(seed)
@@ -103,14 +125,15 @@ def test_converted_reference_checkpoint_matches(corpus, reference, tmp_path, vq_
 
     ref, ours = _load(src, data).eval(), _load(dest, data).eval()
     assert isinstance(ours, VqWav2VecModel) and ours.cfg.vq_type == vq_type
-    feats = ours.extract_features(source)
     with torch.no_grad():
+        feats = ours.extract_features(source)
         z = ref.feature_extractor(source)
         q, idx = (ref.vector_quantizer.forward_idx(z) if ref.vector_quantizer else (z, None))
         c = ref.feature_aggregator(q)
-    assert (feats["z"] - z).abs().max() < 1e-5
-    assert (feats["q"] - q).abs().max() < 1e-5
-    assert (feats["c"] - c).abs().max() < 1e-5
+    encoder = float32_conv_bound(ours.feature_extractor)
+    assert_within(feats["z"], z, encoder, "z")
+    assert_within(feats["q"], q, encoder, "q")
+    assert_within(feats["c"], c, encoder + float32_conv_bound(ours.feature_aggregator), "c")
     if idx is None:
         assert "idx" not in feats
     else:

@@ -28,6 +28,19 @@ from .quantize import full_utterance_dataset, length_batches, load_quantizer
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 
 
+def check_unknown_units(featurizer: UnitBertFeaturizer, args) -> None:
+    """Stops when more than ``--max-unknown-units`` of the units so far are not in BERT's
+    dictionary: the two checkpoints were not trained on the same units."""
+    share = featurizer.units_unknown / max(featurizer.units_seen, 1)
+    if share > args.max_unknown_units:
+        raise ValueError(
+            f"{featurizer.units_unknown} of {featurizer.units_seen} units ({share:.0%}) of "
+            f"{args.vq_checkpoint} are not in the dictionary of {args.bert_checkpoint} (limit "
+            f"--max-unknown-units {args.max_unknown_units:.0%}): was the BERT trained on units "
+            "of this quantizer?"
+        )
+
+
 def featurize(args) -> str:
     start = time.time()
     vq_model, task_cfg = load_quantizer(args.vq_checkpoint, args.device)
@@ -39,24 +52,30 @@ def featurize(args) -> str:
     os.makedirs(args.dest, exist_ok=True)
     feats_path = os.path.join(args.dest, f"{args.split}.feats.npy")
     tmp_path = feats_path + ".tmp.npy"
-    feats = np.lib.format.open_memmap(
-        tmp_path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), featurizer.dim)
-    )
-    max_samples = int(args.batch_size_seconds * dataset.sample_rate)
-    batches = length_batches(dataset.sizes, range(len(dataset)), max_samples)
-    for batch in tqdm(batches, desc=f"featurize {args.split}", unit="batch"):
-        collated = dataset.collater([dataset[i] for i in batch])
-        net_input = collated["net_input"]
-        outputs = featurizer.from_audio(
-            vq_model, net_input["source"].to(args.device), net_input["padding_mask"].to(args.device)
+    try:
+        feats = np.lib.format.open_memmap(
+            tmp_path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), featurizer.dim)
         )
-        for i, f in zip(batch, outputs):
-            if len(f) != lengths[i]:
-                raise RuntimeError(f"utterance {i}: {len(f)} frames, expected {lengths[i]}")
-            feats[offsets[i] : offsets[i + 1]] = f.cpu().numpy().astype(np.float16)
-    feats.flush()
-    del feats
-    os.replace(tmp_path, feats_path)
+        max_samples = int(args.batch_size_seconds * dataset.sample_rate)
+        batches = length_batches(dataset.sizes, range(len(dataset)), max_samples)
+        for batch in tqdm(batches, desc=f"featurize {args.split}", unit="batch"):
+            collated = dataset.collater([dataset[i] for i in batch])
+            net_input = collated["net_input"]
+            outputs = featurizer.from_audio(
+                vq_model, net_input["source"].to(args.device),
+                net_input["padding_mask"].to(args.device),
+            )
+            check_unknown_units(featurizer, args)
+            for i, f in zip(batch, outputs):
+                if len(f) != lengths[i]:
+                    raise RuntimeError(f"utterance {i}: {len(f)} frames, expected {lengths[i]}")
+                feats[offsets[i] : offsets[i + 1]] = f.cpu().numpy().astype(np.float16)
+        feats.flush()
+        del feats
+        os.replace(tmp_path, feats_path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
     with open(os.path.join(args.dest, f"{args.split}.lengths"), "w") as f:
         f.write("".join(f"{n}\n" for n in lengths))
     layer = args.layer or len(featurizer.model.encoder.layers)
@@ -76,6 +95,9 @@ def parse_args(argv=None):
     parser.add_argument("--layer", type=int, default=None,
                         help="Transformer layer to output (1-based; default the last)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-unknown-units", type=float, default=0.05,
+                        help="largest share of units missing from BERT's dictionary (<unk>) "
+                        "before featurizing stops: a quantizer and BERT that do not match")
     parser.add_argument("--batch-size-seconds", type=float, default=60.0,
                         help="audio per vq-wav2vec batch, padding included")
     return parser.parse_args(argv)

@@ -3,7 +3,9 @@
 Batches are ``{"id": B, "net_input": {"source": B x T, "padding_mask": B x T (pad only)},
 "target": None}`` exactly like fairseq's ``FileAudioDataset``; the differences are that the
 manifest is read (and checked) by :func:`fairseq_vqw2v.data.manifest.read_manifest`, that a file
-which cannot be read at training time raises an error naming the manifest line and the file, and
+which cannot be read at training time, or whose audio does not fit the manifest and the task (rate,
+one channel, sample count, finite samples: checked on every read, audio may bypass the prep
+scripts), raises an error naming the manifest line and the file, and
 that random crops depend only on (seed, epoch, utterance), so a run resumed from a checkpoint sees
 the same crops as an uninterrupted one.
 """
@@ -63,6 +65,11 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         self.entry_index = np.array(kept, dtype=np.int64)
         self.sizes = np.array([self.manifest.entries[i][1] for i in kept], dtype=np.int64)
         skipped = len(self.manifest.entries) - len(kept)
+        if not kept:
+            raise ManifestError(
+                f"{manifest_path}: no utterances"
+                + (f" of at least {self.min_sample_size} samples" if skipped else "")
+            )
         logger.info(
             f"{manifest_path}: {len(kept)} utterances, skipped {skipped} shorter than "
             f"{self.min_sample_size} samples"
@@ -93,6 +100,20 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
             )
         if wav.size == 0:
             raise ManifestError(f"{self.location(index)}: {path} is empty")
+        if wav.ndim != 1:
+            raise ManifestError(
+                f"{self.location(index)}: {path} has {wav.shape[1]} channels, expected 1"
+            )
+        expected = self.manifest.entries[int(self.entry_index[index])][1]
+        if len(wav) != expected:
+            raise ManifestError(
+                f"{self.location(index)}: {path} has {len(wav)} samples, the manifest says "
+                f"{expected} (changed since the manifest was written?)"
+            )
+        if not np.isfinite(wav).all():
+            raise ManifestError(
+                f"{self.location(index)}: {path} has non-finite samples (NaN or inf)"
+            )
         return {"id": index, "source": self.postprocess(torch.from_numpy(wav), rate)}
 
     def crop(self, source, size, index):

@@ -15,6 +15,7 @@ utterance, aligned with the manifest lines:
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -93,6 +94,30 @@ def _label_line(split: str, ext: str, i: int, text: str) -> str:
     return text
 
 
+def check_split_name(split: str) -> str:
+    """``split`` if it can name ``{split}.tsv`` inside the output folder, else ``ManifestError``."""
+    if not split or split in (".", "..") or "/" in split or os.sep in split or "\0" in split:
+        raise ManifestError(f"split name {split!r}: must be a file name, without a path separator")
+    return split
+
+
+def check_tsv_path(path: str) -> str:
+    """``path`` if a manifest line can hold it, else ``ManifestError`` naming it."""
+    bad = [c for c in ("\t", "\n", "\r") if c in path]
+    if bad:
+        raise ManifestError(
+            f"{path!r}: a path in a manifest cannot contain {' or '.join(map(repr, bad))}"
+        )
+    return path
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` gives new files (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_split(
     dest_dir: str,
     split: str,
@@ -105,10 +130,19 @@ def write_split(
     Args:
         rows: (path relative to ``root``, num samples) per utterance.
         labels: ext (``wrd``, ``ltr``, ``phn``, ...) -> one string per row, in row order.
-
-    Everything is first written to temporary files in ``dest_dir`` and renamed only once all of
-    them are complete, so an error leaves no half-written manifest behind.
     """
+    write_files(dest_dir, split_files(dest_dir, split, root, rows, labels))
+
+
+def split_files(
+    dest_dir: str,
+    split: str,
+    root: str,
+    rows: Sequence[Tuple[str, int]],
+    labels: Optional[Dict[str, Sequence[str]]] = None,
+) -> Dict[str, List[str]]:
+    """The lines of ``{split}.tsv`` and its label files, checked: file name -> lines."""
+    check_split_name(split)
     labels = labels or {}
     for ext, lines in labels.items():
         if len(lines) != len(rows):
@@ -116,23 +150,36 @@ def write_split(
                 f"{os.path.join(dest_dir, split + '.' + ext)}: {len(lines)} labels for "
                 f"{len(rows)} manifest rows"
             )
-    contents = {"tsv": [root] + [f"{p}\t{n}" for p, n in rows]}
-    for p, _ in rows:
-        if "\t" in p or "\n" in p:
-            raise ManifestError(f"{p}: a path in a manifest cannot contain a tab or line break")
+    check_tsv_path(root)
+    contents = {f"{split}.tsv": [root] + [f"{check_tsv_path(p)}\t{n}" for p, n in rows]}
     for ext, lines in labels.items():
-        contents[ext] = [_label_line(split, ext, i, t) for i, t in enumerate(lines)]
+        contents[f"{split}.{ext}"] = [_label_line(split, ext, i, t) for i, t in enumerate(lines)]
+    return contents
 
-    os.makedirs(dest_dir, exist_ok=True)
+
+def write_files(dest_dir: str, contents: Dict[str, List[str]]) -> None:
+    """Writes every ``name -> lines`` of ``contents`` into ``dest_dir``, all or none.
+
+    Everything is first written to temporary files in ``dest_dir`` and renamed only once all of
+    them are complete, so an error leaves no half-written manifest behind.
+    """
+    try:
+        os.makedirs(dest_dir, exist_ok=True)
+    except OSError as e:
+        raise ManifestError(f"{dest_dir}: cannot create the output folder: {e}") from e
+    mode = _file_mode()
     temps = {}
     try:
-        for ext, lines in contents.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{split}.{ext}.", dir=dest_dir)
-            temps[ext] = tmp
+        for name, lines in contents.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=dest_dir)
+            temps[name] = tmp
+            os.fchmod(fd, mode)  # mkstemp makes 0600 files; manifests are shared like any output
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write("".join(line + "\n" for line in lines))
-        for ext, tmp in temps.items():
-            os.replace(tmp, os.path.join(dest_dir, f"{split}.{ext}"))
+        for name, tmp in temps.items():
+            os.replace(tmp, os.path.join(dest_dir, name))
+    except OSError as e:
+        raise ManifestError(f"{dest_dir}: cannot write manifests: {e}") from e
     finally:
         for tmp in temps.values():
             if os.path.exists(tmp):
@@ -141,14 +188,36 @@ def write_split(
 
 _NOT_WORD_CHAR = re.compile(r"[^a-z' ]+")
 
+# letters NFKD does not decompose into a-z plus marks, and apostrophe look-alikes
+_TRANSLITERATION = str.maketrans({
+    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ı": "i",
+    "\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'",
+})
+
+
+def transliterate(text: str) -> str:
+    """Latin letters with diacritics to a-z (``café`` -> ``cafe``, ``straße`` -> ``strasse``),
+    typographic apostrophes to ``'``; other characters are left as they are."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def foreign_letters(text: str) -> List[str]:
+    """Letters of ``text`` that :func:`normalize_words` cannot write in a-z (sorted, unique)."""
+    return sorted({c for c in transliterate(text).lower()
+                   if unicodedata.category(c).startswith("L") and not "a" <= c <= "z"})
+
 
 def normalize_words(text: str) -> str:
     """Project word convention: lower case, letters a-z and apostrophes only, single spaces.
 
-    Hyphens and other punctuation become spaces (``"Well-known, isn't it?"`` ->
-    ``"well known isn't it"``); apostrophes standing alone are dropped.
+    Letters are transliterated first (:func:`transliterate`); hyphens and other punctuation
+    become spaces (``"Well-known, isn't it?"`` -> ``"well known isn't it"``); apostrophes
+    standing alone are dropped. Letters with no a-z form (:func:`foreign_letters`) split words:
+    callers that must not lose them check that first.
     """
-    words = _NOT_WORD_CHAR.sub(" ", text.lower()).split()
+    words = _NOT_WORD_CHAR.sub(" ", transliterate(text).lower()).split()
     return " ".join(w for w in words if w.strip("'"))
 
 

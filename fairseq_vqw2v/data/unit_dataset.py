@@ -51,6 +51,8 @@ def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.nd
                     )
             ids.extend(line_ids)
             offsets.append(len(ids))
+    if len(offsets) == 1:
+        raise UnitFileError(f"{path}: no utterances (an empty unit file)")
     tokens = np.frombuffer(ids, dtype=np.int32).copy()
     unknown = int((tokens < 0).sum())
     if unknown:
@@ -112,12 +114,27 @@ class StripEosDataset(BaseWrapperDataset):
         return self._sizes[index]
 
 
+def load_unit_dictionary(path: str) -> Dictionary:
+    """The quantizer's ``dict.txt``; missing or holding no unit is an error naming it."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
+    dictionary = Dictionary.load(path)
+    if len(dictionary) == dictionary.nspecial:
+        raise UnitFileError(f"{path}: empty unit dictionary (no unit: every unit would be <unk>)")
+    return dictionary
+
+
 def load_units(data_dir: str, split: str, dictionary: Dictionary):
     """Loads ``split`` from ``data_dir``: fairseq binarized ``{split}.bin/.idx`` when present
     (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``."""
     prefix = os.path.join(data_dir, split)
     if os.path.exists(prefix + ".idx"):
-        dataset = data_utils.load_indexed_dataset(prefix, dictionary)
+        bin_path = prefix + ".bin"
+        # an empty .bin cannot even be memory-mapped: fairseq would fail deep in numpy
+        dataset = (data_utils.load_indexed_dataset(prefix, dictionary)
+                   if os.path.exists(bin_path) and os.path.getsize(bin_path) > 0 else None)
+        if dataset is None or len(dataset) == 0:
+            raise UnitFileError(f"{bin_path}: no utterances (an empty or missing binarized split)")
         return StripEosDataset(dataset, dictionary.eos())
     src = prefix + ".src"
     if not os.path.exists(src):

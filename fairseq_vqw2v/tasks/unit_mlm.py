@@ -26,7 +26,7 @@ from fairseq.tasks import FairseqTask, register_task
 
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
-from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
+from ..data.unit_dataset import SpanMaskedUnitDataset, load_unit_dictionary, load_units
 from ..models.unit_bert import UnitBertModel
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,7 @@ class UnitMlmTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: UnitMlmConfig, **kwargs):
-        path = os.path.join(cfg.data, "dict.txt")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
-        dictionary = Dictionary.load(path)
+        dictionary = load_unit_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"unit dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary)
 

@@ -1,0 +1,189 @@
+"""Bad input is caught where it is read, with an error naming the file (and manifest line)."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from fairseq_vqw2v.cli.featurize import main as featurize_main
+from fairseq_vqw2v.cli.quantize import main as quantize_main
+from fairseq_vqw2v.data.audio_dataset import ManifestAudioDataset
+from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.data.unit_dataset import UnitFileError, load_units
+from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
+from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
+from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
+from fairseq.data import Dictionary
+
+from _manifests_util import tone
+from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
+from test_checkpoint_safety import fairseq_envelope
+
+
+def vq_checkpoint(path, data):
+    """A tiny vq_wav2vec checkpoint (16 channels, 160-sample frames, 6 x 6 units)."""
+    torch.manual_seed(0)
+    cfg = arch_config("vq_wav2vec_tiny", vq_vars=6, conv_feature_layers="[(16, 10, 5), "
+                      "(16, 8, 4), (16, 4, 2), (16, 4, 2), (16, 4, 2)]")
+    model = {**dataclasses.asdict(cfg), "_name": "vq_wav2vec"}
+    torch.save(fairseq_envelope({"common": {"seed": 1}, "model": model, "criterion": None,
+                                 "task": {"_name": "vqw2v_pretraining", "data": str(data)}},
+                                VqWav2VecModel(cfg).state_dict()), path)
+    return str(path)
+
+
+def write_manifest(root, audio, counts=None):
+    """``root/test.tsv`` over ``{i}.wav`` files holding ``audio`` (list of T or T x C arrays)."""
+    rows = []
+    for i, wav in enumerate(audio):
+        sf.write(root / f"{i}.wav", wav, 16000, subtype="FLOAT")
+        rows.append(f"{i}.wav\t{len(wav) if counts is None else counts[i]}")
+    (root / "test.tsv").write_text(f"{root}\n" + "".join(r + "\n" for r in rows))
+    return str(root / "test.tsv")
+
+
+def with_nan(seconds=0.5):
+    wav = tone(seconds)
+    wav[100] = np.nan
+    return wav
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan", "1.wav has non-finite samples (NaN or inf)"),
+    ("inf", "1.wav has non-finite samples (NaN or inf)"),
+    ("stereo", "1.wav has 2 channels, expected 1"),
+    ("count", "1.wav has 8000 samples, the manifest says 9000"),
+])
+def test_audio_dataset_checks_what_it_reads(tmp_path, case, message):
+    bad = {"nan": with_nan(), "inf": np.full(8000, np.inf, dtype=np.float32),
+           "stereo": np.stack([tone(0.5), tone(0.5, seed=1)], axis=1), "count": tone(0.5)}[case]
+    counts = [8000, 9000] if case == "count" else None
+    manifest = write_manifest(tmp_path, [tone(0.5), bad], counts)
+    dataset = ManifestAudioDataset(manifest, sample_rate=16000, shuffle=False)
+    assert len(dataset[0]["source"]) == 8000
+    with pytest.raises(ManifestError) as e:
+        dataset[1]
+    assert str(e.value).startswith(f"{manifest}:3: {tmp_path / '1.wav'}")
+    assert message in str(e.value)
+
+
+def test_wrong_sample_rate_is_named(tmp_path):
+    manifest = write_manifest(tmp_path, [tone(0.5)])
+    with pytest.raises(ManifestError, match=r"test\.tsv:2: .*0\.wav has sample rate 16000, the task "
+                       r"expects 8000"):
+        ManifestAudioDataset(manifest, sample_rate=8000)[0]
+
+
+def test_empty_manifest_is_an_error(tmp_path):
+    (tmp_path / "train.tsv").write_text(f"{tmp_path}\n")
+    with pytest.raises(ManifestError, match=r"train\.tsv: no utterances$"):
+        ManifestAudioDataset(str(tmp_path / "train.tsv"), sample_rate=16000)
+    write_manifest(tmp_path, [tone(0.1)])
+    with pytest.raises(ManifestError, match="no utterances of at least 4000 samples"):
+        ManifestAudioDataset(str(tmp_path / "test.tsv"), sample_rate=16000, min_sample_size=4000)
+
+
+def test_quantize_refuses_nan_audio(tmp_path, capsys):
+    manifest = write_manifest(tmp_path, [tone(0.5), with_nan()])
+    checkpoint = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
+    rc = quantize_main(["--checkpoint", checkpoint, "--manifest-dir", str(tmp_path),
+                        "--splits", "test", "--dest", str(tmp_path / "units")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"error: {manifest}:3: {tmp_path / '1.wav'} has non-finite samples" in err
+    assert not (tmp_path / "units" / "test.src").exists()
+
+
+def test_quantize_refuses_empty_manifest(tmp_path, capsys):
+    (tmp_path / "test.tsv").write_text(f"{tmp_path}\n")
+    checkpoint = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
+    rc = quantize_main(["--checkpoint", checkpoint, "--manifest-dir", str(tmp_path),
+                        "--splits", "test", "--dest", str(tmp_path / "units")])
+    assert rc == 1
+    assert f"error: {tmp_path / 'test.tsv'}: no utterances" in capsys.readouterr().err
+
+
+def bert_checkpoint(folder, tokens):
+    """A tiny unit_bert checkpoint with ``dict.txt`` of ``tokens`` beside it."""
+    folder.mkdir()
+    (folder / "dict.txt").write_text("".join(f"{t} 1\n" for t in tokens))
+    torch.manual_seed(0)
+    cfg = UnitBertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                         encoder_attention_heads=2, max_positions=64)
+    bert = UnitBertModel(cfg, len(tokens) + 5, padding_idx=1)
+    torch.save(unit_bert_checkpoint(cfg, bert.state_dict(), str(folder)), folder / "bert.pt")
+    return str(folder / "bert.pt")
+
+
+def featurize_args(tmp_path, vq, bert):
+    return ["--vq-checkpoint", vq, "--bert-checkpoint", bert, "--manifest-dir", str(tmp_path),
+            "--split", "test", "--dest", str(tmp_path / "out")]
+
+
+def test_featurize_refuses_bert_of_other_units(tmp_path, capsys):
+    write_manifest(tmp_path, [tone(0.5), tone(0.5, seed=1)])
+    vq = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
+    bert = bert_checkpoint(tmp_path / "bert", [f"{a}-{b}" for a in range(100, 106) for b in range(6)])
+    assert featurize_main(featurize_args(tmp_path, vq, bert)) == 1
+    err = capsys.readouterr().err
+    assert f"(100%) of {vq} are not in the dictionary of {bert} (limit --max-unknown-units 5%)" in err
+    assert os.listdir(tmp_path / "out") == []  # no temporary file left behind
+
+
+def test_featurize_refuses_nan_audio_and_leaves_no_temporary_file(tmp_path, capsys):
+    manifest = write_manifest(tmp_path, [tone(0.5), with_nan()])
+    vq = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
+    bert = bert_checkpoint(tmp_path / "bert", [f"{a}-{b}" for a in range(6) for b in range(6)])
+    assert featurize_main(featurize_args(tmp_path, vq, bert)) == 1
+    assert f"error: {manifest}:3: {tmp_path / '1.wav'} has non-finite" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_empty_unit_file_and_dictionary_are_named_errors(tmp_path):
+    (tmp_path / "dict.txt").write_text("")
+    with pytest.raises(UnitFileError, match=r"dict\.txt: empty unit dictionary"):
+        UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path)))
+    (tmp_path / "dict.txt").write_text("1-2 5\n")
+    (tmp_path / "train.src").write_text("")
+    task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path)))
+    with pytest.raises(UnitFileError, match=r"train\.src: no utterances \(an empty unit file\)"):
+        task.load_dataset("train")
+
+
+def test_empty_binarized_split_is_a_named_error(tmp_path):
+    from fairseq.data import indexed_dataset
+
+    dictionary = Dictionary()
+    builder = indexed_dataset.make_builder(str(tmp_path / "valid.bin"), impl="mmap",
+                                           vocab_size=len(dictionary))
+    builder.finalize(str(tmp_path / "valid.idx"))
+    with pytest.raises(UnitFileError, match=r"valid\.bin: no utterances"):
+        load_units(str(tmp_path), "valid", dictionary)
+
+
+def test_plugin_silences_only_known_harmless_warnings(tmp_path):
+    """fairseq-train's config path (hydra compose) under default filters: ours still show."""
+    code = (
+        "import warnings;"
+        "from fairseq import options; from fairseq.dataclass.utils import "
+        "convert_namespace_to_omegaconf;"
+        "p = options.get_training_parser();"
+        f"a = options.parse_args_and_arch(p, [{str(tmp_path)!r}, '--user-dir', "
+        f"{os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fairseq_vqw2v')!r}, "
+        "'--task', 'vqw2v_pretraining', '--arch', 'vq_wav2vec_tiny', '--criterion', "
+        "'vqw2v_contrastive', '--cpu']);"
+        "convert_namespace_to_omegaconf(a);"
+        "warnings.warn('our own warning')"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("PYTHONWARNINGS", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [line for line in done.stderr.splitlines() if "Warning:" in line]
+    assert warned == ["<string>:1: UserWarning: our own warning"]
