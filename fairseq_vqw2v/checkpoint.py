@@ -18,9 +18,11 @@ import argparse
 import ast
 import collections
 import contextlib
+import glob
 import os
 import pickle
 import re
+import zipfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -217,6 +219,30 @@ def _refuse_non_checkpoint_file(path: str) -> None:
         first = text.splitlines()[0] if text.strip() else ""
         raise CheckpointError(f"{path}: not a checkpoint: a text file (starts with {_short(first, 40)})")
     raise CheckpointError(f"{path}: not a checkpoint: not a torch.save file (starts with {head[:8]!r})")
+
+
+def is_truncated(path: str) -> bool:
+    """A zip-format torch checkpoint cut short (its central directory, written last, is missing):
+    what a kill during saving leaves. Legacy pickle checkpoints cannot be told apart cheaply."""
+    with open(path, "rb") as f:
+        zipped = f.read(4) == ZIP_MAGIC
+    return zipped and not zipfile.is_zipfile(path)
+
+
+def check_restore_file(save_dir: str, restore_file: str = "checkpoint_last.pt") -> None:
+    """Before fairseq-train resumes from ``save_dir/restore_file``: a truncated one raises
+    :class:`CheckpointError` naming it and the newest intact checkpoint of ``save_dir``."""
+    path = restore_file if os.path.isabs(restore_file) else os.path.join(save_dir, restore_file)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0 or not is_truncated(path):
+        return
+    others = sorted(
+        (p for p in glob.glob(os.path.join(save_dir, "checkpoint*.pt"))
+         if os.path.abspath(p) != os.path.abspath(path) and not is_truncated(p)),
+        key=os.path.getmtime, reverse=True,
+    )
+    advice = (f"resume from the newest intact one with --restore-file {others[0]}" if others
+              else "no intact checkpoint is left in the folder: remove it to start afresh")
+    raise CheckpointError(f"{path}: truncated checkpoint (the run was killed while saving?); {advice}")
 
 
 def _torch_load(path: str):

@@ -217,3 +217,20 @@ def test_generate_with_a_char_convlm_trained_by_stock_fairseq(corpus, logmel_am,
                        char / "ckpt" / "checkpoint_last.pt", "--beam", 10, "--lm-weight", 0.5, *lexicon)
         n, rates = summary(out.stdout + out.stderr)
         assert n == 6 and rates.startswith("WER ")
+
+
+def test_truncated_last_checkpoint_names_the_intact_one(corpus):
+    """A run killed while saving leaves a cut-off checkpoint_last.pt: the restart names it and the
+    newest intact checkpoint instead of failing deep in torch.load."""
+    root, _, _ = corpus
+    save = root / "truncated"
+    out = fairseq(*train_args(root / "data", save, 4, "--input", "logmel", "--save-interval-updates", "2"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = save / "checkpoint_last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    out = fairseq(*train_args(root / "data", save, 6, "--input", "logmel", "--save-interval-updates", "2"))
+    assert out.returncode != 0
+    assert f"{last}: truncated checkpoint" in out.stderr
+    intact = re.search(r"--restore-file (\S+)", out.stderr)[1]
+    assert os.path.dirname(intact) == str(save) and intact != str(last)
+    assert load_fairseq_checkpoint(intact)["optimizer_history"][-1]["num_updates"] > 0

@@ -35,7 +35,7 @@ from typing import Optional
 
 import torch
 from fairseq.data import Dictionary
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING, open_dict
 
@@ -48,6 +48,7 @@ from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, file_sha256
 from ..models.w2l_ctc import W2lCtcModel
+from ._common import ResumableTaskConfig, check_resume
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ DECODERS = ("viterbi", "kenlm", "charlm")
 
 
 @dataclass
-class AsrConfig(FairseqDataclass):
+class AsrConfig(ResumableTaskConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder of {split}.tsv manifests and {split}.{labels}"}
     )
@@ -136,6 +137,7 @@ class AsrTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: AsrConfig, **kwargs):
+        check_resume(cfg)
         dictionary = load_label_dictionary(cfg.data, cfg.labels)
         logger.info(f"label dictionary: {len(dictionary)} symbols ({cfg.labels})")
         return cls(cfg, dictionary)

@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
@@ -24,11 +23,12 @@ from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..models.vq_wav2vec import VqWav2VecModel
+from ._common import ResumableTaskConfig, check_resume
 from ..units import UnitDictionary, codebook_shape, encode_batch
 
 
 @dataclass
-class PretrainingConfig(FairseqDataclass):
+class PretrainingConfig(ResumableTaskConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder of the {split}.tsv manifests (manifests/*.py)"}
     )
@@ -96,6 +96,7 @@ class PretrainingTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: PretrainingConfig, **kwargs):
+        check_resume(cfg)
         return cls(cfg)
 
     def load_dataset(self, split: str, **kwargs):

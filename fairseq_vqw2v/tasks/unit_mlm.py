@@ -21,19 +21,20 @@ from dataclasses import dataclass, field
 from omegaconf import II, MISSING
 
 from fairseq.data import Dictionary
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import FairseqTask, register_task
 
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, load_unit_dictionary, load_units
 from ..models.unit_bert import UnitBertModel
+from ._common import ResumableTaskConfig, check_resume
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UnitMlmConfig(FairseqDataclass):
+class UnitMlmConfig(ResumableTaskConfig):
     data: str = field(
         default=MISSING,
         metadata={
@@ -84,6 +85,7 @@ class UnitMlmTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: UnitMlmConfig, **kwargs):
+        check_resume(cfg)
         dictionary = load_unit_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"unit dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary)
