@@ -6,7 +6,7 @@ TOOLS  := tools
 KENLM_BIN := $(TOOLS)/kenlm/bin
 export PATH := $(abspath $(KENLM_BIN)):$(PATH)
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo reproduce test test-all bench clean
 
 setup: $(VENV)/.installed $(TOOLS)/.system-deps $(KENLM_BIN)/lmplz
 
@@ -29,6 +29,10 @@ $(KENLM_BIN)/lmplz: $(TOOLS)/.system-deps $(VENV)/.installed
 
 demo: setup
 	bash examples/demo/run.sh
+
+# every row of the paper's tables on the embedded corpus (about 90 minutes on 2 cores); resumable
+reproduce: setup
+	$(PY) -m fairseq_vqw2v.reproduce --out results
 
 test: setup
 	$(PY) -m pytest -m "not slow" tests

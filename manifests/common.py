@@ -89,7 +89,7 @@ def labelled(path: str, text: Optional[str]) -> Utterance:
 def prep_parser(doc: str, root_help: str) -> argparse.ArgumentParser:
     """A prep script's parser: its module docstring as help, ROOT, and the common arguments."""
     parser = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("root", metavar="ROOT", help=root_help)
     add_common_args(parser)

@@ -19,13 +19,20 @@ Layout written under DIR::
 
     wav/{split}/{index:06d}-{voice}.wav      16 kHz mono, 16-bit
     {split}.tsv .wrd .ltr .phn               fairseq manifest and aligned labels (train/valid/test)
+    {split}.align                            phone alignment: per manifest line, flite's segments
+                                             ``phone:end_seconds`` (``pau:0.184 dh:0.233 ...``)
     lm/lm.txt                                one normalised sentence per line (all sources, about
                                              2.4 M words, or the first --lm-words words)
     lm/lexicon.txt                           word <tab> spelling (``h e l l o |``)
     corpus.json                              parameters and sizes; written last, marks completion
 
-``.phn`` holds flite's own phones (``-psdur``, 40 ARPAbet phones, ``pau`` dropped). Running again
-with the same parameters on a complete corpus does nothing.
+``.phn`` holds flite's own phones (``-psdur``, 40 ARPAbet phones, ``pau`` dropped). ``.align`` keeps
+every segment flite printed, ``pau`` included, with its end time (seconds from the start, 3
+decimals; a segment starts where the previous one ends, the first at 0):
+``fairseq_vqw2v.unit_quality`` turns them into one phone per 10 ms frame of any front end. The
+times are those of the audio (speech on- and offsets measured on energy agree within 10 ms),
+except that the diphone voice kal16 cuts its final ``pau`` short: its wav ends up to 0.13 s before
+the last end time. Running again with the same parameters on a complete corpus does nothing.
 """
 
 import argparse
@@ -38,7 +45,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Tuple
 
 import soundfile as sf
 from tqdm import tqdm
@@ -62,7 +69,8 @@ FLITE_PHONES = frozenset(
     "v w y z zh".split()
 )
 """flite's US English phones besides ``pau``: the 39 of the CMU dictionary plus ``ax``."""
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: adds ``{split}.align``; a corpus of an older version is rebuilt."""
 # First guess of seconds per utterance, to size the first batch of a split.
 SECONDS_PER_UTTERANCE_GUESS = 3.5
 
@@ -90,7 +98,12 @@ class Utterance(NamedTuple):
 class Synthesized(NamedTuple):
     utterance: Utterance
     num_samples: int
-    phones: List[str]
+    segments: List[Tuple[str, float]]
+    """flite's (phone, end seconds) segments, ``pau`` included."""
+
+    @property
+    def phones(self):
+        return [p for p, _ in self.segments if p != SILENCE_PHONE]
 
 
 def voice_settings(seed, split, index):
@@ -110,10 +123,23 @@ def flite_command(utt, wav_path):
     return cmd + ["-psdur", "-t", utt.text, "-o", wav_path]
 
 
+def parse_segments(psdur_output):
+    """``pau:0.184 dh:0.233 ...`` (flite ``-psdur``) -> [(phone, end seconds)], ``pau`` included."""
+    segments = []
+    for token in psdur_output.split():
+        phone, _, end = token.partition(":")
+        segments.append((phone, float(end)))
+    return segments
+
+
 def parse_phones(psdur_output):
     """``pau:0.184 dh:0.233 ...`` (flite ``-psdur``) -> phones without silence."""
-    phones = [token.split(":", 1)[0] for token in psdur_output.split()]
-    return [p for p in phones if p != SILENCE_PHONE]
+    return [p for p, _ in parse_segments(psdur_output) if p != SILENCE_PHONE]
+
+
+def format_segments(segments):
+    """[(phone, end seconds)] -> an ``.align`` line, ``pau:0.184 dh:0.233 ...``."""
+    return " ".join(f"{phone}:{end:.3f}" for phone, end in segments)
 
 
 def synthesize(utt, wav_root):
@@ -128,10 +154,10 @@ def synthesize(utt, wav_root):
     info = sf.info(wav_path)
     if info.samplerate != SAMPLE_RATE:
         raise SynthError(f"{wav_path}: flite voice {utt.voice} wrote {info.samplerate} Hz")
-    phones = parse_phones(proc.stdout)
-    if not phones:
+    result = Synthesized(utt, info.frames, parse_segments(proc.stdout))
+    if not result.phones:
         raise SynthError(f"{wav_path}: flite printed no phones for {utt.text!r}")
-    return Synthesized(utt, info.frames, phones)
+    return result
 
 
 def deal_streams(speech_sentences):
@@ -218,7 +244,7 @@ def is_complete(out, params):
     if meta.get("params") != params or set(meta.get("splits", ())) != set(SPLITS):
         return False
     for split in SPLITS:
-        for ext in ("tsv", "wrd", "ltr", "phn"):
+        for ext in ("tsv", "wrd", "ltr", "phn", "align"):
             if not os.path.exists(os.path.join(out, f"{split}.{ext}")):
                 return False
         wav_dir = os.path.join(out, "wav", split)
@@ -285,6 +311,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
                 "wrd": texts,
                 "ltr": [words_to_letters(t) for t in texts],
                 "phn": [" ".join(r.phones) for r in done],
+                "align": [format_segments(r.segments) for r in done],
             },
         )
         splits_meta[split] = {
@@ -321,7 +348,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--hours", type=float, default=1.0,
                         help="train audio in hours; valid and test get 1/12 of it each")

@@ -234,3 +234,12 @@ def test_truncated_last_checkpoint_names_the_intact_one(corpus):
     intact = re.search(r"--restore-file (\S+)", out.stderr)[1]
     assert os.path.dirname(intact) == str(save) and intact != str(last)
     assert load_fairseq_checkpoint(intact)["optimizer_history"][-1]["num_updates"] > 0
+
+
+def test_decoding_with_other_labels_is_refused(corpus, logmel_am):
+    root, _, _ = corpus
+    am, _ = logmel_am
+    out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
+                  "--batch-size", 4, "--labels", "phn")
+    assert out.returncode != 0
+    assert "the acoustic model was trained on --labels ltr: decode it with --labels ltr" in out.stderr

@@ -6,7 +6,7 @@
 #
 # Environment overrides: DEMO_HOURS (train audio, default 1.0 h, plus 5 min each of valid and
 # test), DEMO_SEED (default 1), DEMO_VQ_UPDATES (default 400), DEMO_BERT_UPDATES (default 400),
-# DEMO_AM_UPDATES (default 600, each acoustic model).
+# DEMO_AM_UPDATES (default 300, each acoustic model).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
@@ -16,7 +16,7 @@ HOURS=${DEMO_HOURS:-1.0}
 SEED=${DEMO_SEED:-1}
 VQ_UPDATES=${DEMO_VQ_UPDATES:-400}
 BERT_UPDATES=${DEMO_BERT_UPDATES:-400}
-AM_UPDATES=${DEMO_AM_UPDATES:-600}
+AM_UPDATES=${DEMO_AM_UPDATES:-300}
 USER_DIR=$PWD/fairseq_vqw2v
 start=$(date +%s)
 stage_start=$start
@@ -105,7 +105,7 @@ train_am() {  # NAME FLAGS...
   rm -rf "$DEMO/results/$name"
   $BIN/fairseq-train "$DEMO/corpus" --user-dir "$USER_DIR" --cpu --seed "$SEED" \
     --task vqw2v_asr --labels ltr "$@" --arch w2l_ctc_tiny --criterion ctc_asr \
-    --max-tokens 16000 --num-workers 0 --optimizer adam --lr 2e-3 --lr-scheduler cosine \
+    --max-tokens 12000 --num-workers 0 --optimizer adam --lr 2e-3 --lr-scheduler cosine \
     --warmup-updates 50 --warmup-init-lr 1e-7 --min-lr 1e-5 --max-update "$AM_UPDATES" \
     --validate-interval 1000 --validate-interval-updates "$(( AM_UPDATES / 4 ))" \
     --best-checkpoint-metric wer --save-dir "$DEMO/am/$name" --no-epoch-checkpoints \

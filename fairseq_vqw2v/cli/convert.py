@@ -33,7 +33,8 @@ CONVERTERS: Dict[str, Tuple[str, Callable[[argparse.Namespace], str]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fairseq_vqw2v.cli.convert", description=__doc__)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m fairseq_vqw2v.cli.convert", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     for name, (help_text, _) in CONVERTERS.items():
         p = sub.add_parser(name, help=help_text)

@@ -84,7 +84,7 @@ def featurize(args) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fairseq_vqw2v.cli.featurize",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m fairseq_vqw2v.cli.featurize",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--vq-checkpoint", required=True, help="vq_wav2vec checkpoint")
     parser.add_argument("--bert-checkpoint", required=True,

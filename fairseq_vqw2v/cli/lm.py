@@ -120,7 +120,7 @@ def _add_ngram_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_vqw2v.cli.lm", description=__doc__,
+        prog="python -m fairseq_vqw2v.cli.lm", description=__doc__, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 

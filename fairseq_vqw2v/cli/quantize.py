@@ -6,7 +6,12 @@
 writes, for every split, ``{split}.src`` (one line of ``i0-i1`` tokens per manifest line, in
 manifest order), copies ``{split}.wrd/.ltr/.phn`` when they exist, and writes one ``dict.txt``
 counting the tokens of all the splits written. ``--report`` adds ``{split}.usage.json`` (distinct
-tokens, code perplexity, bitrate) and ``{split}.usage.png`` (rank-frequency plot).
+tokens, code perplexity, bitrate) and ``{split}.usage.png`` (rank-frequency plot); for a split with
+a phone alignment ``{split}.align`` (the embedded corpus writes them) the JSON also holds
+``phones``: phone purity, unit purity and PNMI of the units, the same for the baseline (k-means
+on log-mel frames, fit on train, as many clusters as the units use distinct tokens) and whether
+the units beat it, and ``{split}.phones.png`` plots the phone x unit co-occurrence (see
+``fairseq_vqw2v.unit_quality``).
 
 Sharding: ``--shard i --num-shards n`` quantizes the i-th contiguous n-th of every split into
 ``{split}.src.shard{i}of{n}`` (+ ``dict.txt.shard{i}of{n}``), e.g. one process per GPU; once all n
@@ -32,6 +37,7 @@ from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..data.manifest import duration_summary
 from ..models.vq_wav2vec import VqWav2VecModel
+from ..unit_quality import frame_window, phone_report
 from ..units import (
     codebook_shape,
     codes_to_tokens,
@@ -117,12 +123,25 @@ def copy_labels(manifest_dir, dest, split):
     return copied
 
 
-def write_report(dest, split, counts, num_vars, groups):
+def write_report(dest, split, counts, num_vars, groups, phones=None):
+    """``{split}.usage.json`` (+ ``phones``: ``unit_quality.phone_report``'s result) and the plot."""
     stats = usage_stats(counts, num_vars, groups)
+    if phones is not None:
+        stats["phones"] = phones
     with open(os.path.join(dest, f"{split}.usage.json"), "w") as f:
         json.dump(stats, f, indent=2)
     plot_code_frequencies(counts, os.path.join(dest, f"{split}.usage.png"), f"{split} units")
     return stats
+
+
+def phone_summary(split, phones):
+    units, base = phones["units"], phones["logmel_kmeans"]
+    return (
+        f"{split}: units PNMI {units['pnmi']:.3f}, phone purity {units['phone_purity']:.3f} "
+        f"({units['units']} distinct); log-mel k-means with {base['k']} clusters: PNMI "
+        f"{base['pnmi']:.3f}, phone purity {base['phone_purity']:.3f} -> units "
+        f"{'beat' if phones['beats_baseline'] else 'do not beat'} the baseline"
+    )
 
 
 def quantize(args):
@@ -132,6 +151,7 @@ def quantize(args):
     os.makedirs(args.dest, exist_ok=True)
     suffix = shard_suffix(args.shard, args.num_shards)
     total, sizes = Counter(), []
+    logmel_cache, window = {}, frame_window(model.output_lengths)
     for split in args.splits:
         dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
         indices = np.array_split(np.arange(len(dataset)), args.num_shards)[args.shard].tolist()
@@ -144,7 +164,13 @@ def quantize(args):
         sizes += dataset.sizes[indices].tolist()
         copy_labels(args.manifest_dir, args.dest, split)
         if args.report:
-            write_report(args.dest, split + suffix, counts, num_vars, groups)
+            phones = phone_report(
+                args.manifest_dir, split, indices, [tokens[i] for i in indices], window,
+                os.path.join(args.dest, f"{split}{suffix}.phones.png"), cache=logmel_cache,
+            )
+            write_report(args.dest, split + suffix, counts, num_vars, groups, phones)
+            if phones is not None:
+                print(phone_summary(split + suffix, phones))
     write_dictionary(os.path.join(args.dest, f"dict.txt{suffix}"), total)
     stats = usage_stats(total, num_vars, groups)
     print(
@@ -190,7 +216,7 @@ def merge(args):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="vq_wav2vec checkpoint (fairseq-train output)")
     parser.add_argument("--manifest-dir", help="folder of {split}.tsv and label files")
     parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits")

@@ -71,7 +71,7 @@ def tune(args) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fairseq_vqw2v.cli.tune",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m fairseq_vqw2v.cli.tune",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", required=True, help="acoustic model checkpoint (w2l_ctc)")
     parser.add_argument("--data", required=True, help="folder of the manifests and labels")

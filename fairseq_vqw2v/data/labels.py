@@ -15,7 +15,7 @@ from typing import List
 import torch
 from fairseq.data import Dictionary
 
-from .manifest import ManifestError
+from .manifest import ManifestError, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,7 @@ def read_label_lines(path: str, expected: int) -> List[str]:
     Args:
         expected: number of manifest lines the file must match.
     """
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().split("\n")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path}: cannot read labels: {e}") from e
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_lines(path, "labels")
     if len(lines) != expected:
         raise ManifestError(
             f"{path}: {len(lines)} label lines but the manifest has {expected} utterances"

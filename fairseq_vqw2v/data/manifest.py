@@ -58,15 +58,22 @@ class Manifest:
         return os.path.join(self.root, self.entries[i][0])
 
 
-def read_manifest(path: str) -> Manifest:
-    """Parses a manifest; a malformed line raises ``ManifestError("path:line: reason")``."""
+def read_lines(path: str, what: str) -> List[str]:
+    """The lines of a UTF-8 text file (a BOM dropped; only ``\n`` ends a line, so a stray
+    ``\r`` or Unicode separator stays visible to the checks); ``ManifestError`` when unreadable."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().split("\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path}: cannot read manifest: {e}") from e
+        raise ManifestError(f"{path}: cannot read {what}: {e}") from e
     if lines and lines[-1] == "":
         lines.pop()
+    return lines
+
+
+def read_manifest(path: str) -> Manifest:
+    """Parses a manifest; a malformed line raises ``ManifestError("path:line: reason")``."""
+    lines = read_lines(path, "manifest")
     if not lines or not lines[0].strip():
         raise ManifestError(f"{path}:1: expected the root folder on the first line")
     manifest = Manifest(path=path, root=lines[0].strip())

@@ -61,6 +61,7 @@ class W2lCtcConfig(FairseqDataclass):
     )
     # what the task feeds the model: the task fills these, and they are saved with the model
     input: str = II("task.input")
+    labels: str = II("task.labels")
     upstream: Optional[str] = II("task.upstream")
     bert: Optional[str] = II("task.bert")
     source_kind: str = field(

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
+from omegaconf.errors import InterpolationResolutionError
 
 from ..checkpoint import check_restore_file
 
@@ -18,8 +19,12 @@ class ResumableTaskConfig(FairseqDataclass):
 
 
 def check_resume(cfg) -> None:
-    """:func:`check_restore_file` for a task config (skipped outside fairseq's CLIs, where the
-    interpolations are not resolved)."""
-    save_dir, restore_file = cfg.get("save_dir"), cfg.get("restore_file")
+    """:func:`check_restore_file` for a task config; skipped where the interpolations have
+    nothing to resolve against (a config built outside fairseq-train, e.g. a checkpoint's task
+    config loaded for decoding)."""
+    try:
+        save_dir, restore_file = getattr(cfg, "save_dir", None), getattr(cfg, "restore_file", None)
+    except InterpolationResolutionError:
+        return
     if isinstance(save_dir, str) and isinstance(restore_file, str) and "${" not in save_dir + restore_file:
         check_restore_file(save_dir, restore_file)

@@ -169,6 +169,11 @@ class AsrTask(FairseqTask):
         check_model_config(cfg, (W2lCtcModel,))  # see PretrainingTask.build_model
         with open_dict(cfg):
             if from_checkpoint:
+                # fairseq-generate builds the task, and so the label dictionary, from its own flags
+                trained_on = cfg.get("labels", self.cfg.labels)
+                if trained_on != self.cfg.labels:
+                    raise ValueError(f"the acoustic model was trained on --labels {trained_on}: "
+                                     f"decode it with --labels {trained_on}")
                 # upstream paths given now replace the recorded ones (hashes are still checked)
                 cfg.upstream = self.cfg.upstream or cfg.upstream
                 cfg.bert = self.cfg.bert or cfg.bert

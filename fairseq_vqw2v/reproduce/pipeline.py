@@ -1,0 +1,413 @@
+"""The paper's experiments as stages: presets and the stage graph.
+
+Stages (``group/detail``; each writes ``OUT/group/detail/``):
+
+- ``corpus`` (embedded corpus only): ``python -m manifests.synth``;
+- ``pretrain/{wav2vec,gumbel,kmeans}``: fairseq-train ``vqw2v_pretraining`` (``--vq-type``);
+- ``units/{gumbel,kmeans}``: the quantize CLI with ``--report`` (usage, PNMI, log-mel baseline);
+  ``units/logmel_kmeans``: k-means on log-mel frames (``reproduce.logmel_units``), as many
+  clusters as the Gumbel units use on train;
+- ``bert/{gumbel,kmeans,logmel_kmeans}``: fairseq-train ``unit_mlm``;
+- ``features/{gumbel,kmeans}``: the featurize CLI (frozen BERT features, cached);
+- ``am/{ltr,phn}/{system}``: fairseq-train ``vqw2v_asr`` for every system of :data:`SYSTEMS`;
+- ``lm/4gram``: the lm CLI (KenLM word 4-gram + lexicon from the corpus's LM text);
+  ``lm/charlm``: charlm-data, fairseq-preprocess and stock fairseq-train ``language_modeling``;
+- ``decode/{ltr,phn}/{system}``: fairseq-generate of valid and test, greedy; letters also with
+  the 4-gram (LM weight and word score tuned on valid by the tune CLI);
+  ``decode/ltr/{CHARLM_SYSTEM}_charlm``: the char ConvLM on the paper's best row.
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+from .stages import Command, Stage
+
+SPLITS = ("train", "valid", "test")
+EVAL_SPLITS = ("valid", "test")
+QUANTIZERS = ("gumbel", "kmeans")
+LOGMEL_UNITS = "logmel_kmeans"
+LABELS = ("ltr", "phn")
+CHARLM_SYSTEM = "gumbel_bert"
+"""The paper's best row (Table 1: Gumbel + BERT base with the char ConvLM)."""
+
+SYSTEMS = {
+    "logmel": "log-mel filterbanks",
+    "wav2vec": "continuous wav2vec",
+    "gumbel": "vq-wav2vec Gumbel units",
+    "gumbel_bert": "BERT on Gumbel units",
+    "kmeans": "vq-wav2vec k-means units",
+    "kmeans_bert": "BERT on k-means units",
+    "logmel_kmeans_bert": "BERT on log-mel k-means units",
+}
+"""Acoustic-model inputs: the rows of the paper's tables, and BERT on the log-mel baseline units."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes and hyperparameters of one reproduction (see :data:`PRESETS`)."""
+
+    name: str
+    description: str
+    device: str
+    corpus_hours: float
+    pretrain_arch: Dict[str, str]
+    pretrain_updates: int
+    pretrain_flags: List[str]
+    bert_arch: Dict[str, str]
+    bert_updates: int
+    bert_flags: List[str]
+    am_arch: Dict[str, str]
+    am_updates: int
+    am_flags: List[str]
+    beam: int
+    lm_weights: str
+    word_scores: str
+    charlm_flags: List[str]
+    charlm_updates: int
+    charlm_beam: int
+    charlm_lm_weights: str
+    charlm_word_scores: str
+    log_interval: int
+    save_interval_updates: int
+    num_workers: int = 0
+    decode_batch_size: int = 16
+    lm_flags: List[str] = dataclasses.field(default_factory=list)
+    """Extra flags of the lm CLI (``--discount-fallback`` for a tiny LM text)."""
+    corpus_lm_words: int = 0
+    """Words of LM text the embedded corpus writes (0: all of its sources, about 2.4 M)."""
+
+    def settings(self) -> Dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "description"}
+
+
+EMBEDDED = Preset(
+    name="embedded",
+    description="the embedded corpus on CPU: tiny archs, sized so every row fits 90 min on 2 cores",
+    device="cpu",
+    corpus_hours=1.0,
+    pretrain_arch={q: "vq_wav2vec_tiny" for q in ("wav2vec",) + QUANTIZERS},
+    pretrain_updates=400,
+    # the demo's recipe: InfoNCE (BCE settles at its base-rate floor in a few hundred updates)
+    pretrain_flags=[
+        "--infonce", "--temp-schedule", "linear", "--max-sample-size", "48000",
+        "--min-sample-size", "8000", "--max-tokens", "400000",
+        "--skip-invalid-size-inputs-valid-test", "--optimizer", "adam", "--lr", "1e-3",
+        "--lr-scheduler", "cosine", "--warmup-updates", "30", "--warmup-init-lr", "1e-7",
+        "--min-lr", "1e-6", "--collapse-warn-after", "200", "--collapse-warn-interval", "100",
+    ],
+    bert_arch={u: "unit_bert_tiny" for u in QUANTIZERS + (LOGMEL_UNITS,)},
+    bert_updates=300,
+    bert_flags=[
+        "--tokens-per-sample", "256", "--max-tokens", "8192", "--optimizer", "adam",
+        "--adam-betas", "(0.9, 0.98)", "--lr", "1e-3", "--lr-scheduler", "polynomial_decay",
+        "--warmup-updates", "30",
+    ],
+    am_arch={"ltr": "w2l_ctc_tiny", "phn": "w2l_ctc_tiny"},
+    am_updates=400,
+    am_flags=[
+        "--max-tokens", "16000", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "cosine",
+        "--warmup-updates", "50", "--warmup-init-lr", "1e-7", "--min-lr", "1e-5",
+    ],
+    beam=50,
+    lm_weights="0.5,1,2,3",
+    word_scores="-1,0,1",
+    charlm_flags=[
+        "--arch", "fconv_lm", "--decoder-layers", "[(128, 3)] * 4", "--decoder-embed-dim", "64",
+        "--decoder-out-embed-dim", "64", "--tokens-per-sample", "256", "--max-tokens", "4096",
+        "--optimizer", "adam", "--lr", "1e-3",
+    ],
+    charlm_updates=400,
+    charlm_beam=20,
+    charlm_lm_weights="0.5,1",
+    charlm_word_scores="0",
+    log_interval=25,
+    save_interval_updates=100,
+)
+
+PAPER = Preset(
+    name="paper",
+    description="the paper's model sizes and schedules (GPU; days on 8 GPUs for pretraining)",
+    device="cuda",
+    corpus_hours=1.0,
+    # wav2vec row: the same large model without a quantizer
+    pretrain_arch={"wav2vec": "vq_wav2vec_gumbel", "gumbel": "vq_wav2vec_gumbel",
+                   "kmeans": "vq_wav2vec_kmeans"},
+    pretrain_updates=400_000,
+    # the paper: crops of 150,000 samples, warm-up 500 from 1e-7 to 5e-3, cosine to 1e-6
+    pretrain_flags=[
+        "--max-sample-size", "150000", "--max-tokens", "1500000",
+        "--skip-invalid-size-inputs-valid-test", "--optimizer", "adam", "--lr", "5e-3",
+        "--lr-scheduler", "cosine", "--warmup-updates", "500", "--warmup-init-lr", "1e-7",
+        "--min-lr", "1e-6",
+    ],
+    # Table 1: BERT base on Gumbel units; Table 3 compares the quantizers with BERT small
+    bert_arch={"gumbel": "unit_bert_base", "kmeans": "unit_bert_small",
+               LOGMEL_UNITS: "unit_bert_small"},
+    bert_updates=250_000,
+    bert_flags=[
+        "--tokens-per-sample", "512", "--max-tokens", "8192", "--optimizer", "adam",
+        "--adam-betas", "(0.9, 0.98)", "--lr", "5e-4", "--lr-scheduler", "polynomial_decay",
+        "--warmup-updates", "10000",
+    ],
+    am_arch={"ltr": "w2l_ctc_wsj", "phn": "w2l_ctc_timit"},
+    am_updates=100_000,
+    am_flags=[
+        "--max-tokens", "20000", "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "cosine",
+        "--warmup-updates", "1000", "--warmup-init-lr", "1e-7", "--min-lr", "1e-6",
+    ],
+    beam=50,
+    lm_weights="0,0.5,1,1.5,2,3,4",
+    word_scores="-2,-1,0,1",
+    charlm_flags=[
+        "--arch", "fconv_lm", "--tokens-per-sample", "1024", "--max-tokens", "32768",
+        "--optimizer", "nag", "--lr", "0.5", "--clip-norm", "0.1",
+    ],
+    charlm_updates=100_000,
+    charlm_beam=50,
+    charlm_lm_weights="0.5,1,1.5,2",
+    charlm_word_scores="-1,0,1",
+    log_interval=200,
+    save_interval_updates=2000,
+    num_workers=6,
+)
+
+PRESETS = {p.name: p for p in (EMBEDDED, PAPER)}
+
+
+@dataclass
+class Layout:
+    """Where things are: the output root, the corpus (manifests + labels), the LM text."""
+
+    out: str
+    corpus: str
+    lm_text: str
+    user_dir: str
+    labels: Sequence[str] = LABELS
+    embedded: bool = True
+    seed: int = 1
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.out, *parts)
+
+
+def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int) -> List[str]:
+    """Flags every fairseq-train run shares: plugin, seed, device, schedule, json logs, checkpoints."""
+    return [
+        "--user-dir", layout.user_dir, "--seed", str(layout.seed),
+        *(["--cpu"] if preset.device == "cpu" else []),
+        "--num-workers", str(preset.num_workers), "--max-update", str(updates),
+        "--save-dir", save_dir, "--no-epoch-checkpoints", "--save-interval", "1000000",
+        "--save-interval-updates", str(preset.save_interval_updates),
+        "--keep-interval-updates", "1", "--log-format", "json",
+        "--log-interval", str(preset.log_interval),
+    ]
+
+
+def _validation(updates: int) -> List[str]:
+    """Validate four times per run, on update counts (epochs of tiny corpora are short)."""
+    return ["--validate-interval", "1000000", "--validate-interval-updates", str(max(1, updates // 4))]
+
+
+def _train_stage(name, layout, preset, data, updates, flags, inputs=(), after=()) -> Stage:
+    save = layout.path(name)
+    argv = ["fairseq-train", data, *flags, *_fairseq_common(layout, preset, save, updates)]
+    last = os.path.join(save, "checkpoint_last.pt")
+    return Stage(name, save, [Command(argv, trains=(last, updates))], [last],
+                 inputs=list(inputs), after=list(after))
+
+
+def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
+    """Every stage of the reproduction, inputs before the stages that read them."""
+    stages: List[Stage] = []
+    corpus, device = layout.corpus, preset.device
+    corpus_inputs = []
+    if layout.embedded:
+        stages.append(Stage(
+            "corpus", corpus,
+            [Command(["python", "-m", "manifests.synth", "--out", corpus, "--hours",
+                      str(preset.corpus_hours), "--seed", str(layout.seed),
+                      "--lm-words", str(preset.corpus_lm_words)])],
+            [os.path.join(corpus, "corpus.json")],
+        ))
+        corpus_inputs = ["corpus"]
+
+    # 1. pretraining, one run per quantizer (the critical path first: units and BERT wait on it)
+    for q in QUANTIZERS + ("wav2vec",):
+        vq_type = "none" if q == "wav2vec" else q
+        stages.append(_train_stage(
+            f"pretrain/{q}", layout, preset, corpus, preset.pretrain_updates,
+            ["--task", "vqw2v_pretraining", "--arch", preset.pretrain_arch[q], "--vq-type", vq_type,
+             "--criterion", "vqw2v_contrastive", *preset.pretrain_flags,
+             *_validation(preset.pretrain_updates)],
+            inputs=corpus_inputs,
+        ))
+
+    # 2. units of every split with both quantizers, and the log-mel k-means baseline units
+    for q in QUANTIZERS:
+        dest = layout.path("units", q)
+        stages.append(Stage(
+            f"units/{q}", dest,
+            [Command(["python", "-m", "fairseq_vqw2v.cli.quantize", "--checkpoint",
+                      layout.path("pretrain", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
+                      "--splits", ",".join(SPLITS), "--dest", dest, "--device", device, "--report"])],
+            [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
+            inputs=[f"pretrain/{q}"],
+        ))
+    dest = layout.path("units", LOGMEL_UNITS)
+    stages.append(Stage(
+        f"units/{LOGMEL_UNITS}", dest,
+        [Command(["python", "-m", "fairseq_vqw2v.reproduce.logmel_units", "--manifest-dir", corpus,
+                  "--splits", ",".join(SPLITS), "--dest", dest, "--seed", str(layout.seed),
+                  "--clusters-like", layout.path("units", "gumbel", "train.usage.json")])],
+        [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
+        inputs=["units/gumbel"],
+    ))
+
+    # 3. a BERT on each unit inventory, and cached features for the two quantizers
+    for u in QUANTIZERS + (LOGMEL_UNITS,):
+        stages.append(_train_stage(
+            f"bert/{u}", layout, preset, layout.path("units", u), preset.bert_updates,
+            ["--task", "unit_mlm", "--arch", preset.bert_arch[u], "--criterion", "span_mlm",
+             *preset.bert_flags, "--total-num-update", str(preset.bert_updates),
+             *_validation(preset.bert_updates)],
+            inputs=[f"units/{u}"],
+        ))
+    for q in QUANTIZERS:
+        dest = layout.path("features", q)
+        stages.append(Stage(
+            f"features/{q}", dest,
+            [Command(["python", "-m", "fairseq_vqw2v.cli.featurize", "--vq-checkpoint",
+                      layout.path("pretrain", q, "checkpoint_last.pt"), "--bert-checkpoint",
+                      layout.path("bert", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
+                      "--split", s, "--dest", dest, "--device", device],
+                     creates=os.path.join(dest, f"{s}.lengths")) for s in SPLITS],
+            [os.path.join(dest, f"{s}.lengths") for s in SPLITS],
+            inputs=[f"pretrain/{q}", f"bert/{q}"],
+        ))
+
+    # 4. acoustic models; the first of each label kind writes the corpus's label dictionary
+    #    when it lacks one, so the others wait for it
+    system_inputs = {
+        "logmel": ([], corpus_inputs),
+        "wav2vec": (["--upstream", layout.path("pretrain", "wav2vec", "checkpoint_last.pt")],
+                    ["pretrain/wav2vec"]),
+        "gumbel": (["--units-dir", layout.path("units", "gumbel")], ["units/gumbel"]),
+        "gumbel_bert": (["--features", layout.path("features", "gumbel")], ["features/gumbel"]),
+        "kmeans": (["--units-dir", layout.path("units", "kmeans")], ["units/kmeans"]),
+        "kmeans_bert": (["--features", layout.path("features", "kmeans")], ["features/kmeans"]),
+        "logmel_kmeans_bert": (["--units-dir", layout.path("units", LOGMEL_UNITS), "--bert",
+                                layout.path("bert", LOGMEL_UNITS, "checkpoint_last.pt")],
+                               [f"units/{LOGMEL_UNITS}", f"bert/{LOGMEL_UNITS}"]),
+    }
+    kinds = {"logmel": "logmel", "wav2vec": "wav2vec", "gumbel": "units", "kmeans": "units"}
+    for labels in layout.labels:
+        metric = "wer" if labels == "ltr" else "per"
+        for system, (flags, inputs) in system_inputs.items():
+            stages.append(_train_stage(
+                f"am/{labels}/{system}", layout, preset, corpus, preset.am_updates,
+                ["--task", "vqw2v_asr", "--labels", labels, "--input", kinds.get(system, "bert"),
+                 *flags, "--arch", preset.am_arch[labels], "--criterion", "ctc_asr",
+                 *preset.am_flags, "--best-checkpoint-metric", metric,
+                 *_validation(preset.am_updates)],
+                inputs=corpus_inputs + inputs,
+                after=[] if system == "logmel" else [f"am/{labels}/logmel"],
+            ))
+
+    # 5. language models from the corpus's LM text
+    lm_dir = layout.path("lm", "4gram")
+    letter_dict = os.path.join(corpus, "dict.ltr.txt")
+    has_letters = "ltr" in layout.labels
+    if has_letters:
+        stages.append(Stage(
+            "lm/4gram", lm_dir,
+            [Command(["python", "-m", "fairseq_vqw2v.cli.lm", "ngram", layout.lm_text, lm_dir,
+                      "--order", "4", "--letter-dict", letter_dict, *preset.lm_flags])],
+            [os.path.join(lm_dir, "lm.bin"), os.path.join(lm_dir, "lexicon.txt")],
+            inputs=corpus_inputs, after=["am/ltr/logmel"],  # which writes dict.ltr.txt if missing
+        ))
+        charlm_dir = layout.path("lm", "charlm")
+        ckpt = os.path.join(charlm_dir, "ckpt")
+        stages.append(Stage(
+            "lm/charlm", charlm_dir,
+            [Command(["python", "-m", "fairseq_vqw2v.cli.lm", "charlm-data", layout.lm_text,
+                      charlm_dir], creates=os.path.join(charlm_dir, "dict.txt")),
+             Command(["fairseq-preprocess", "--only-source", "--trainpref",
+                      os.path.join(charlm_dir, "train.txt"), "--srcdict",
+                      os.path.join(charlm_dir, "dict.txt"), "--destdir",
+                      os.path.join(charlm_dir, "bin"), "--workers", "1"],
+                     creates=os.path.join(charlm_dir, "bin", "train.idx")),
+             Command(["fairseq-train", os.path.join(charlm_dir, "bin"), "--task", "language_modeling",
+                      *preset.charlm_flags, "--sample-break-mode", "eos", "--disable-validation",
+                      *_fairseq_common(layout, preset, ckpt, preset.charlm_updates)],
+                     trains=(os.path.join(ckpt, "checkpoint_last.pt"), preset.charlm_updates))],
+            [os.path.join(ckpt, "checkpoint_last.pt")],
+            inputs=corpus_inputs,
+        ))
+
+    # 6. decoding valid and test: greedy, and with the 4-gram tuned on valid
+    kenlm_flags = ["--lexicon", os.path.join(lm_dir, "lexicon.txt"),
+                "--decoder-lm", os.path.join(lm_dir, "lm.bin"), "--beam", str(preset.beam)]
+    for labels in layout.labels:
+        for system in system_inputs:
+            am = layout.path("am", labels, system, "checkpoint_best.pt")
+            dest = layout.path("decode", labels, system)
+            commands = [_generate(layout, preset, am, labels, split, "viterbi", dest) for split in EVAL_SPLITS]
+            inputs = [f"am/{labels}/{system}"]
+            if labels == "ltr":
+                tuned = os.path.join(dest, "kenlm.tuned.json")
+                commands.append(_tune(corpus, am, "kenlm", kenlm_flags, preset.lm_weights,
+                                      preset.word_scores, tuned))
+                commands += [_generate(layout, preset, am, labels, split, "kenlm", dest, *kenlm_flags,
+                                       "--decoder-settings", tuned) for split in EVAL_SPLITS]
+                inputs.append("lm/4gram")
+            stages.append(Stage(f"decode/{labels}/{system}", dest, commands,
+                                [c.creates for c in commands], inputs=inputs))
+    if has_letters:
+        am = layout.path("am", "ltr", CHARLM_SYSTEM, "checkpoint_best.pt")
+        dest = layout.path("decode", "ltr", f"{CHARLM_SYSTEM}_charlm")
+        flags = ["--charlm-type", "fconv", "--decoder-lm",
+                 os.path.join(layout.path("lm", "charlm", "ckpt"), "checkpoint_last.pt"),
+                 "--lexicon", os.path.join(lm_dir, "lexicon.txt"), "--beam", str(preset.charlm_beam)]
+        tuned = os.path.join(dest, "charlm.tuned.json")
+        commands = [_tune(corpus, am, "charlm", flags, preset.charlm_lm_weights,
+                          preset.charlm_word_scores, tuned)]
+        commands += [_generate(layout, preset, am, "ltr", split, "charlm", dest, *flags,
+                               "--decoder-settings", tuned) for split in EVAL_SPLITS]
+        stages.append(Stage(f"decode/ltr/{CHARLM_SYSTEM}_charlm", dest, commands,
+                            [c.creates for c in commands],
+                            inputs=[f"am/ltr/{CHARLM_SYSTEM}", "lm/4gram", "lm/charlm"]))
+    return stages
+
+
+def _generate(layout: Layout, preset: Preset, am: str, labels: str, split: str, decoder: str,
+              dest: str, *flags: str) -> Command:
+    """fairseq-generate of one split into ``dest/{decoder}/generate-{split}.txt`` (``--labels``:
+    fairseq-generate sets the task up from the command line, not from the checkpoint)."""
+    results = os.path.join(dest, decoder)
+    return Command(
+        ["fairseq-generate", layout.corpus, "--user-dir", layout.user_dir, "--task", "vqw2v_asr",
+         "--path", am, "--labels", labels, "--gen-subset", split, "--batch-size", str(preset.decode_batch_size),
+         *(["--cpu"] if preset.device == "cpu" else []), "--decoder", decoder,
+         "--results-path", results, *flags],
+        creates=os.path.join(results, f"generate-{split}.txt"),
+    )
+
+
+def _tune(corpus: str, am: str, decoder: str, flags: Sequence[str], lm_weights: str,
+          word_scores: str, out: str) -> Command:
+    """The tune CLI on valid: best LM weight and word score -> ``out``."""
+    return Command(
+        ["python", "-m", "fairseq_vqw2v.cli.tune", "--path", am, "--data", corpus, "--subset",
+         "valid", "--decoder", decoder, *flags, f"--lm-weights={lm_weights}",
+         f"--word-scores={word_scores}", "--out", out],
+        creates=out,
+    )
+
+
+def default_labels(corpus: str, embedded: bool) -> List[str]:
+    """The label kinds the corpus has for every split (both for the embedded corpus)."""
+    if embedded:
+        return list(LABELS)
+    return [k for k in LABELS if all(os.path.exists(os.path.join(corpus, f"{s}.{k}")) for s in SPLITS)]

@@ -1,0 +1,286 @@
+"""``tables.md`` and the plots of a reproduction, the paper's numbers beside this run's.
+
+Tables: the paper's Table 1 (WSJ layout: dev and test LER/WER, no LM and 4-gram LM, the char
+ConvLM on the best row), Table 2 (TIMIT layout: dev/test PER), the BERT ablation (each unit
+inventory with and without a BERT, the log-mel k-means units included), unit quality per
+quantizer, then the configuration, the corpus and each stage's time. Plots: ``curves.png``
+(training loss of every training stage), ``units.png`` (codebook usage and PNMI per quantizer)
+and ``error_rates.png`` (test error rate by system, with and without LM).
+"""
+
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..decoding.results import collect, plot
+from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS
+
+ROW_NAMES = {
+    "logmel": "log-mel baseline",
+    "wav2vec": "wav2vec (continuous)",
+    "gumbel": "vq-wav2vec Gumbel",
+    "gumbel_bert": "Gumbel + BERT",
+    "kmeans": "vq-wav2vec k-means",
+    "kmeans_bert": "k-means + BERT",
+    "logmel_kmeans_bert": "log-mel k-means + BERT (not in the paper)",
+    f"{CHARLM_SYSTEM}_charlm": "Gumbel + BERT, char ConvLM",
+}
+
+# The paper (Baevski et al. 2020): Table 1 (WSJ, BERT base), Table 3 (WSJ, BERT small: the
+# k-means rows), Table 2 (TIMIT, BERT small). WSJ cells: (LER, WER) for (decoder, split).
+PAPER_WSJ: Dict[str, Dict[Tuple[str, str], Tuple[float, float]]] = {
+    "logmel": {("viterbi", "valid"): (6.28, 19.46), ("viterbi", "test"): (4.14, 13.93),
+               ("kenlm", "valid"): (3.32, 8.57), ("kenlm", "test"): (2.19, 5.64)},
+    "wav2vec": {("viterbi", "valid"): (5.07, 16.24), ("viterbi", "test"): (3.26, 11.20),
+                ("kenlm", "valid"): (2.73, 6.96), ("kenlm", "test"): (1.57, 4.32)},
+    "gumbel": {("viterbi", "valid"): (7.04, 20.44), ("viterbi", "test"): (4.51, 14.67),
+               ("kenlm", "valid"): (3.93, 9.55), ("kenlm", "test"): (2.40, 6.10)},
+    "gumbel_bert": {("viterbi", "valid"): (4.13, 13.40), ("viterbi", "test"): (2.62, 9.39),
+                    ("kenlm", "valid"): (2.41, 6.28), ("kenlm", "test"): (1.26, 3.62)},
+    "kmeans": {("viterbi", "valid"): (7.33, 21.64), ("viterbi", "test"): (4.72, 15.17),
+               ("kenlm", "valid"): (4.37, 10.26), ("kenlm", "test"): (2.28, 5.71)},
+    "kmeans_bert": {("viterbi", "valid"): (4.31, 13.87), ("viterbi", "test"): (2.70, 9.62),
+                    ("kenlm", "valid"): (2.60, 6.62), ("kenlm", "test"): (1.45, 4.08)},
+    f"{CHARLM_SYSTEM}_charlm": {("charlm", "valid"): (1.79, 4.46), ("charlm", "test"): (0.93, 2.34)},
+}
+PAPER_WSJ_BERT_SMALL = {"gumbel_bert": {("viterbi", "test"): (2.81, 9.69), ("kenlm", "test"): (1.46, 4.09)}}
+PAPER_TIMIT: Dict[str, Tuple[float, float]] = {  # PER (dev, test)
+    "logmel": (16.9, 17.6), "wav2vec": (12.9, 14.7), "gumbel": (15.34, 17.78),
+    "gumbel_bert": (9.64, 11.64), "kmeans": (15.65, 18.73), "kmeans_bert": (9.80, 11.40),
+}
+WSJ_COLUMNS = [("viterbi", "valid"), ("viterbi", "test"), ("kenlm", "valid"), ("kenlm", "test")]
+COLUMN_NAMES = {"viterbi": "no LM", "kenlm": "4-gram LM", "charlm": "char ConvLM",
+                "valid": "dev", "test": "test"}
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _pair(pair) -> str:
+    return "-" if pair is None else f"{_fmt(pair[0])} / {_fmt(pair[1])}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+           ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def wsj_table(results: Dict) -> List[str]:
+    """Table 1: rows of systems (and the char ConvLM row), each cell ``ours (paper)`` LER / WER."""
+    header = ["system"] + [f"{COLUMN_NAMES[s]} {COLUMN_NAMES[d]} LER / WER (paper)"
+                           for d, s in WSJ_COLUMNS]
+    rows = []
+    for system in list(SYSTEMS) + [f"{CHARLM_SYSTEM}_charlm"]:
+        columns = ([("charlm", "valid"), ("charlm", "test")] if system.endswith("_charlm")
+                   else WSJ_COLUMNS)
+        cells = []
+        for decoder, split in columns:
+            rates = results.get(system, {}).get(decoder, {}).get(split)
+            ours = _pair(None if rates is None else (rates.uer, rates.wer))
+            paper = PAPER_WSJ.get(system, {}).get((decoder, split))
+            cells.append(f"{ours} ({_pair(paper)})")
+        if system.endswith("_charlm"):
+            cells = ["-", "-"] + cells
+        rows.append([ROW_NAMES[system]] + cells)
+    return _table(header, rows)
+
+
+def timit_table(results: Dict) -> List[str]:
+    """Table 2: dev/test PER of every system, greedy decoding (the paper uses no LM on TIMIT)."""
+    rows = []
+    for system in SYSTEMS:
+        cells = []
+        for k, split in enumerate(EVAL_SPLITS):
+            rates = results.get(system, {}).get("viterbi", {}).get(split)
+            paper = PAPER_TIMIT.get(system)
+            cells.append(f"{_fmt(None if rates is None else rates.uer)} "
+                         f"({_fmt(None if paper is None else paper[k])})")
+        rows.append([ROW_NAMES[system]] + cells)
+    return _table(["system", "dev PER (paper)", "test PER (paper)"], rows)
+
+
+def bert_ablation_table(letters: Dict, phones: Dict) -> List[str]:
+    """What a BERT adds on each unit inventory: test WER without and with the 4-gram, test PER."""
+    pairs = [("gumbel", "gumbel_bert"), ("kmeans", "kmeans_bert"), (None, "logmel_kmeans_bert")]
+    rows = []
+    for plain, bert in pairs:
+        for system in ([plain] if plain else []) + [bert]:
+            cells = []
+            for decoder in ("viterbi", "kenlm"):
+                rates = letters.get(system, {}).get(decoder, {}).get("test")
+                paper = PAPER_WSJ_BERT_SMALL.get(system, PAPER_WSJ.get(system, {})).get((decoder, "test"))
+                cells.append(f"{_fmt(None if rates is None else rates.wer)} "
+                             f"({_fmt(None if paper is None else paper[1])})")
+            rates = phones.get(system, {}).get("viterbi", {}).get("test")
+            paper = PAPER_TIMIT.get(system)
+            cells.append(f"{_fmt(None if rates is None else rates.uer)} "
+                         f"({_fmt(None if paper is None else paper[1])})")
+            rows.append([ROW_NAMES[system]] + cells)
+    return _table(["units", "test WER no LM (paper, BERT small)", "test WER 4-gram (paper)",
+                   "test PER (paper)"], rows)
+
+
+def read_usage(out: str) -> Dict[str, Dict]:
+    """Each unit inventory's train usage report (``units/{name}/train.usage.json``)."""
+    usage = {}
+    for name in QUANTIZERS + (LOGMEL_UNITS,):
+        path = os.path.join(out, "units", name, "train.usage.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                usage[name] = json.load(f)
+    return usage
+
+
+def units_table(usage: Dict[str, Dict]) -> List[str]:
+    rows = []
+    for name, stats in usage.items():
+        phones = stats.get("phones") or {}
+        units = phones.get("units", {})
+        base = phones.get("logmel_kmeans", {})
+        rows.append([name, str(stats["distinct_tokens"]), str(stats["possible_tokens"]),
+                     f"{stats['code_perplexity']:.1f}", f"{stats['bitrate']:.0f}",
+                     _fmt(units.get("pnmi")), _fmt(units.get("phone_purity")),
+                     _fmt(base.get("pnmi"))])
+    return _table(["units (train)", "distinct", "possible", "code perplexity", "bit/s", "PNMI",
+                   "phone purity", "log-mel k-means PNMI (same k)"], rows)
+
+
+def training_curves(log_path: str) -> List[Tuple[int, float]]:
+    """(update, loss) of fairseq-train's json ``train_inner`` lines in a stage log."""
+    points = []
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                start = line.find("{")
+                if start < 0 or "train_inner" not in line[:start]:
+                    continue
+                try:
+                    record = json.loads(line[start:])
+                    points.append((int(record["num_updates"]), float(record["loss"])))
+                except (ValueError, KeyError):
+                    continue
+    except OSError:
+        pass
+    return points
+
+
+def plot_curves(curves: Dict[str, List[Tuple[int, float]]], png_path: str):
+    """One panel per stage group (pretrain, bert, am/ltr, am/phn, lm), one line per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: Dict[str, Dict] = {}
+    for name, points in curves.items():
+        if points:
+            group = "/".join(name.split("/")[:2]) if name.startswith("am/") else name.split("/")[0]
+            groups.setdefault(group, {})[name] = points
+    if not groups:
+        return False
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
+    for ax, (group, lines) in zip(axes[0], groups.items()):
+        for name, points in lines.items():
+            ax.plot(*zip(*points), label=name.split("/")[-1])
+        ax.set_title(f"{group}: training loss")
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return True
+
+
+def plot_units(usage: Dict[str, Dict], png_path: str):
+    """Distinct tokens and code perplexity, and PNMI against the matched log-mel baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not usage:
+        return False
+    names = list(usage)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = range(len(names))
+    left.bar([i - 0.2 for i in x], [usage[n]["distinct_tokens"] for n in names], 0.4, label="distinct")
+    left.bar([i + 0.2 for i in x], [usage[n]["code_perplexity"] for n in names], 0.4, label="perplexity")
+    left.set_xticks(list(x), names)
+    left.set_title("codebook usage (train)")
+    left.legend()
+    pnmi = [(usage[n].get("phones") or {}).get("units", {}).get("pnmi", float("nan")) for n in names]
+    base = [(usage[n].get("phones") or {}).get("logmel_kmeans", {}).get("pnmi", float("nan")) for n in names]
+    right.bar([i - 0.2 for i in x], pnmi, 0.4, label="units")
+    right.bar([i + 0.2 for i in x], base, 0.4, label="log-mel k-means, same k")
+    right.set_xticks(list(x), names)
+    right.set_title("PNMI (train)")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return True
+
+
+def _results(out: str, labels: str) -> Dict:
+    root = os.path.join(out, "decode", labels)
+    try:
+        return collect(root, labels)
+    except (OSError, ValueError):  # nothing decoded yet
+        return {}
+
+
+def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
+                 log_paths: Dict[str, str]) -> Tuple[str, Dict]:
+    """Writes ``out/tables.md`` and the plots; returns the path and the letter results."""
+    letters, phones = _results(out, "ltr"), _results(out, "phn")
+    usage = read_usage(out)
+    lines = ["# vq-wav2vec reproduction", "",
+             "Each cell: this run (the paper's number). The paper trained on LibriSpeech 960 h and "
+             "evaluated on WSJ (letters) and TIMIT (phones); this run's corpus is below.", ""]
+    lines += ["## Table 1 (WSJ layout): LER / WER", ""] + wsj_table(letters) + [""]
+    lines += ["## Table 2 (TIMIT layout): PER", ""] + timit_table(phones) + [""]
+    lines += ["## BERT ablation: each unit inventory with and without a BERT", ""]
+    lines += bert_ablation_table(letters, phones) + [""]
+    if usage:
+        lines += ["## Units", ""] + units_table(usage) + [""]
+    plots = []
+    curves = {name: training_curves(path) for name, path in log_paths.items()}
+    if plot_curves(curves, os.path.join(out, "curves.png")):
+        plots.append("curves.png (training loss of every training stage)")
+    if plot_units(usage, os.path.join(out, "units.png")):
+        plots.append("units.png (codebook usage and PNMI per quantizer)")
+    for labels, results in (("ltr", letters), ("phn", phones)):
+        if results:
+            plot(results, os.path.join(out, f"error_rates_{labels}.png"))
+            plots.append(f"error_rates_{labels}.png (test error rate by system and decoder)")
+    if plots:
+        lines += ["## Plots", ""] + [f"- {p}" for p in plots] + [""]
+    lines += ["## Configuration", "", "```", json.dumps(config, indent=2), "```", ""]
+    lines += ["## Corpus", ""] + [f"- {k}: {v}" for k, v in corpus.items()] + [""]
+    groups: Dict[str, float] = {}
+    for name, seconds in times.items():
+        groups[name.split("/")[0]] = groups.get(name.split("/")[0], 0.0) + seconds
+    lines += ["## Stage times (seconds, as run; resumed stages summed)", ""]
+    lines += _table(["stage", "seconds"], [[n, f"{s:.0f}"] for n, s in times.items()]
+                    + [[f"**{g} (all)**", f"{s:.0f}"] for g, s in groups.items()]
+                    + [["**total**", f"{sum(times.values()):.0f}"]]) + [""]
+    path = os.path.join(out, "tables.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path, letters
+
+
+def best_row(letters: Dict) -> Optional[Tuple[str, str, float]]:
+    """(system, decoder, test WER) of the lowest test WER, or None."""
+    best = None
+    for system, by_decoder in letters.items():
+        for decoder, by_split in by_decoder.items():
+            rates = by_split.get("test")
+            if rates is not None and rates.wer is not None and (best is None or rates.wer < best[2]):
+                best = (system, decoder, rates.wer)
+    return best
+

@@ -1,0 +1,246 @@
+"""python -m fairseq_vqw2v.reproduce: the commands, when stages rerun, tables.md, one tiny run."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from _asr_util import write_letter_corpus
+from fairseq_vqw2v.decoding.results import collect
+from fairseq_vqw2v.reproduce.__main__ import main
+from fairseq_vqw2v.reproduce.pipeline import EMBEDDED, SYSTEMS, Layout, build_stages
+from fairseq_vqw2v.reproduce.stages import Command, Runner, Stage, stage_hashes
+from fairseq_vqw2v.reproduce.tables import ROW_NAMES, write_tables
+
+TINY = ["--set", "pretrain_updates=3", "--set", "bert_updates=3", "--set", "am_updates=4",
+        "--set", "charlm_updates=3", "--set", "log_interval=1", "--set", "save_interval_updates=2",
+        "--set", "beam=5", "--set", "charlm_beam=4", "--set", "lm_weights=1",
+        "--set", "word_scores=0", "--set", "charlm_lm_weights=0.5",
+        "--set", "lm_flags=['--discount-fallback']"]
+
+
+def _layout(out, corpus="corpus"):
+    return Layout(out=str(out), corpus=str(corpus), lm_text=f"{corpus}/lm/lm.txt", user_dir="fairseq_vqw2v")
+
+
+def test_dry_run_writes_every_row(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "res"), "--dry-run"]) == 0
+    script = (tmp_path / "res" / "commands.sh").read_text()
+    assert script == capsys.readouterr().out.rsplit("dry run:", 1)[0]
+    assert subprocess.run(["bash", "-n", str(tmp_path / "res" / "commands.sh")]).returncode == 0
+    stages = re.findall(r"^# == (\S+)$", script, re.M)
+    expected = ["corpus", "pretrain/wav2vec", "pretrain/gumbel", "pretrain/kmeans", "units/gumbel",
+                "units/kmeans", "units/logmel_kmeans", "bert/gumbel", "bert/kmeans",
+                "bert/logmel_kmeans", "features/gumbel", "features/kmeans", "lm/4gram", "lm/charlm",
+                "decode/ltr/gumbel_bert_charlm"]
+    expected += [f"{kind}/{labels}/{system}" for kind in ("am", "decode") for labels in ("ltr", "phn")
+                 for system in SYSTEMS]
+    assert sorted(stages) == sorted(expected)
+    for vq_type in ("none", "gumbel", "kmeans"):
+        assert f"--vq-type {vq_type} " in script
+    assert script.count("fairseq-train ") == 3 + 3 + 14 + 1
+    assert script.count("--task vqw2v_asr --labels ltr") == 7 == script.count("--task vqw2v_asr --labels phn")
+    assert script.count("fairseq_vqw2v.cli.quantize") == 2 and script.count("--report") == 2
+    # letters: greedy + 4-gram on valid and test for every system; phones greedy; char LM on one
+    assert script.count("--decoder viterbi") == 2 * 14
+    assert script.count("--decoder kenlm --results-path") == 2 * 7
+    assert script.count("fairseq_vqw2v.cli.tune") == 7 + 1
+    assert script.count("--decoder charlm --results-path") == 2
+    assert "--task language_modeling --arch fconv_lm" in script
+    assert "--input bert --units-dir" in script and "fairseq_vqw2v.reproduce.logmel_units" in script
+
+
+def test_paper_preset_uses_the_paper_archs(tmp_path):
+    assert main(["--out", str(tmp_path), "--preset", "paper", "--dry-run"]) == 0
+    script = (tmp_path / "commands.sh").read_text()
+    for arch in ("vq_wav2vec_gumbel", "vq_wav2vec_kmeans", "unit_bert_base", "unit_bert_small",
+                 "w2l_ctc_wsj", "w2l_ctc_timit"):
+        assert f"--arch {arch} " in script
+    assert "--cpu" not in script and "--device cuda" in script
+
+
+def test_stages_selects_with_what_they_need(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--dry-run", "--stages", "bert/kmeans"]) == 0
+    stages = re.findall(r"^# == (\S+)$", (tmp_path / "commands.sh").read_text(), re.M)
+    assert stages == ["corpus", "pretrain/kmeans", "units/kmeans", "bert/kmeans"]
+    assert main(["--out", str(tmp_path), "--dry-run", "--stages", "nothing/*"]) == 2
+    assert "matches no stage" in capsys.readouterr().err
+
+
+def test_a_changed_setting_invalidates_the_stage_and_its_downstream(tmp_path):
+    import dataclasses
+
+    before = stage_hashes(build_stages(_layout(tmp_path), EMBEDDED), str(tmp_path))
+    changed = dataclasses.replace(EMBEDDED, bert_updates=EMBEDDED.bert_updates + 1)
+    after = stage_hashes(build_stages(_layout(tmp_path), changed), str(tmp_path))
+    rerun = sorted(n for n in before if before[n] != after[n])
+    bert_rows = ("gumbel_bert", "kmeans_bert", "logmel_kmeans_bert")
+    assert rerun == sorted(
+        [f"bert/{u}" for u in ("gumbel", "kmeans", "logmel_kmeans")] + ["features/gumbel", "features/kmeans"]
+        + [f"{k}/{l}/{s}" for k in ("am", "decode") for l in ("ltr", "phn") for s in bert_rows]
+        + ["decode/ltr/gumbel_bert_charlm"])
+    # the output folder may move: hashes see it as {out}
+    moved = stage_hashes(build_stages(_layout(tmp_path / "elsewhere"), EMBEDDED), str(tmp_path / "elsewhere"))
+    assert moved == before
+
+
+def _counting_stage(out, name, inputs, text, reads=None):
+    """A stage whose command appends to ``out/runs.txt`` (how often it ran) and writes its output."""
+    workdir = os.path.join(out, name)
+    target = os.path.join(workdir, "out.txt")
+    code = (f"import sys; open(sys.argv[1], 'a').write({name!r} + '\\n'); "
+            f"src = open(sys.argv[3]).read() if len(sys.argv) > 3 else ''; "
+            f"open(sys.argv[2], 'w').write(src + {text!r})")
+    argv = [sys.executable, "-c", code, os.path.join(out, "runs.txt"), target]
+    if reads:
+        argv.append(os.path.join(out, reads, "out.txt"))
+    return Stage(name, workdir, [Command(argv, creates=target)], [target], inputs=inputs)
+
+
+def _run(out, text_a, text_b):
+    stages = [_counting_stage(out, "a", [], text_a),
+              _counting_stage(out, "b", ["a"], text_b, reads="a")]
+    assert Runner(out, stages, {}, print_fn=lambda s: None).run()
+    runs_path = os.path.join(out, "runs.txt")
+    runs = []
+    if os.path.exists(runs_path):
+        runs = open(runs_path).read().split()
+        os.remove(runs_path)
+    return runs, open(os.path.join(out, "b", "out.txt")).read()
+
+
+def test_rerun_skips_complete_stages_and_reruns_changed_ones(tmp_path):
+    out = str(tmp_path)
+    assert _run(out, "A1", "B1") == (["a", "b"], "A1B1")
+    assert _run(out, "A1", "B1") == ([], "A1B1")  # unchanged: skipped
+    assert _run(out, "A1", "B2") == (["b"], "A1B2")  # downstream change only
+    (tmp_path / "a" / "stale.txt").write_text("from the old settings")
+    assert _run(out, "A2", "B2") == (["a", "b"], "A2B2")  # upstream change: both, folder renewed
+    assert not (tmp_path / "a" / "stale.txt").exists()
+    os.remove(tmp_path / "b" / "out.txt")  # an output lost: that stage alone reruns
+    assert _run(out, "A2", "B2") == (["b"], "A2B2")
+
+
+def test_an_interrupted_stage_resumes_after_its_finished_commands(tmp_path):
+    out = str(tmp_path)
+    first, log, fail = (os.path.join(out, name) for name in ("s/first.txt", "ran.txt", "fail"))
+    write = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); open(sys.argv[3], 'w')"
+    then_fail = ("import os, sys; open(sys.argv[1], 'a').write('second\\n'); "
+                 "sys.exit(os.path.exists(sys.argv[2]))")
+    stage = Stage("s", os.path.join(out, "s"), [
+        Command([sys.executable, "-c", write, log, "first", first], creates=first),
+        Command([sys.executable, "-c", then_fail, log, fail]),
+    ], [first])
+    open(fail, "w").close()  # the second command dies, as if interrupted
+    assert not Runner(out, [stage], {}, print_fn=lambda s: None).run()
+    os.remove(fail)
+    assert Runner(out, [stage], {}, print_fn=lambda s: None).run()
+    assert open(log).read().split() == ["first", "second", "second"]
+    record = json.load(open(os.path.join(out, ".stages", "s.json")))
+    assert record["complete"] and record["seconds"] > 0
+
+
+def _write_generate(path, pairs):
+    """A fairseq-generate output as our task writes it: S-/T-/H-/D- lines per utterance."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for i, (ref, hyp) in enumerate(pairs):
+            f.write(f"T-{i}\t{ref}\nH-{i}\t-1.5\t{hyp}\nD-{i}\t-1.5\t{hyp}\n")
+        f.write("Generate test with beam=5: WER 0\n")
+
+
+def test_tables_from_scored_generate_outputs(tmp_path):
+    out = tmp_path
+    ref = "h e l l o | w o r l d |"
+    letters = {  # system -> decoder -> hypothesis (same for both splits)
+        "logmel": {"viterbi": "h e l o | w o r l d |", "kenlm": ref},
+        "gumbel_bert": {"viterbi": "h a l l o | w o r d |", "kenlm": "h e l l o | w o r d |"},
+        "gumbel_bert_charlm": {"charlm": ref},
+    }
+    for system, by_decoder in letters.items():
+        for decoder, hyp in by_decoder.items():
+            for split in ("valid", "test"):
+                _write_generate(out / "decode" / "ltr" / system / decoder / f"generate-{split}.txt", [(ref, hyp)])
+    for split in ("valid", "test"):
+        _write_generate(out / "decode" / "phn" / "kmeans" / "viterbi" / f"generate-{split}.txt",
+                        [("aa b k", "aa b"), ("d eh", "d eh")])
+    os.makedirs(out / "units" / "gumbel")
+    (out / "units" / "gumbel" / "train.usage.json").write_text(json.dumps({
+        "distinct_tokens": 212, "possible_tokens": 102400, "code_perplexity": 19.5, "bitrate": 1664.0,
+        "phones": {"units": {"pnmi": 0.31, "phone_purity": 0.42}, "logmel_kmeans": {"pnmi": 0.25}}}))
+    log = out / "am.log"
+    log.write_text("".join(f'x | INFO | train_inner | {{"loss": "{5 - u}", "num_updates": "{u}"}}\n'
+                           for u in (1, 2, 3)))
+    path, results = write_tables(str(out), {"preset": "test"}, {"folder": "corpus"},
+                                 {"pretrain/gumbel": 12.0, "am/ltr/logmel": 30.0}, {"am/ltr/logmel": str(log)})
+    text = open(path).read()
+    rates = collect(str(out / "decode" / "ltr"), "ltr")
+    viterbi = rates["logmel"]["viterbi"]["test"]
+    assert (viterbi.uer, viterbi.wer) == (100 / 12, 50.0)  # one letter of 12, one word of 2
+    row = next(line for line in text.splitlines() if line.startswith("| log-mel baseline |"))
+    assert row.split(" | ")[1:3] == ["8.33 / 50.00 (6.28 / 19.46)", "8.33 / 50.00 (4.14 / 13.93)"]
+    assert row.split(" | ")[3] == "0.00 / 0.00 (3.32 / 8.57)"
+    charlm = next(line for line in text.splitlines() if "char ConvLM |" in line)
+    assert charlm.endswith("0.00 / 0.00 (1.79 / 4.46) | 0.00 / 0.00 (0.93 / 2.34) |")
+    timit = next(line for line in text.split("## Table 2")[1].splitlines() if line.startswith("| vq-wav2vec k-means"))
+    assert timit == "| vq-wav2vec k-means | 20.00 (15.65) | 20.00 (18.73) |"  # 1 deletion in 5 phones
+    wav2vec = next(line for line in text.split("## Table 2")[1].splitlines() if line.startswith("| wav2vec"))
+    assert wav2vec == "| wav2vec (continuous) | - (12.90) | - (14.70) |"
+    assert "| gumbel | 212 | 102400 | 19.5 | 1664 | 0.31 | 0.42 | 0.25 |" in text
+    assert "| **total** | 42 |" in text
+    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
+        assert (out / png).stat().st_size > 0
+    assert results["gumbel_bert"]["kenlm"]["test"].wer == 50.0
+
+
+def test_logmel_units_match_the_baseline_kmeans(tmp_path):
+    from fairseq_vqw2v.reproduce.logmel_units import main as units_main
+    from fairseq_vqw2v.unit_quality import fit_utterances, kmeans_units, logmel_frames
+
+    data = tmp_path / "data"
+    write_letter_corpus(str(data), splits=(("train", 8), ("valid", 3), ("test", 3)))
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps({"distinct_tokens": 12}))
+    dest = tmp_path / "units"
+    assert units_main(["--manifest-dir", str(data), "--dest", str(dest), "--clusters-like", str(usage),
+                       "--max-fit-frames", "500"]) == 0
+    train_tsv = str(data / "train.tsv")
+    fit = logmel_frames(train_tsv, fit_utterances(train_tsv, 500, 1))
+    expected = kmeans_units(fit, logmel_frames(str(data / "valid.tsv")), 12, seed=1, max_fit_frames=500)
+    lines = (dest / "valid.src").read_text().splitlines()
+    assert [[int(t) for t in line.split()] for line in lines] == expected
+    stats = json.loads((dest / "train.usage.json").read_text())
+    assert stats["possible_tokens"] == 12 and stats["distinct_tokens"] <= 12
+    assert "phones" not in stats  # the letter corpus has no alignments
+    dictionary = (dest / "dict.txt").read_text().split()
+    assert all(t.isdigit() for t in dictionary[::2])
+    assert units_main(["--manifest-dir", str(data), "--dest", str(dest), "--clusters-like",
+                       str(tmp_path / "missing.json")]) == 1
+
+
+@pytest.mark.slow
+def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_letter_corpus(str(data))
+    out = tmp_path / "results"
+    argv = ["--out", str(out), "--manifest-dir", str(data), "--jobs", "1", *TINY]
+    assert main(argv) == 0
+    text = (out / "tables.md").read_text()
+    table1 = text.split("## Table 1")[1].split("## Table 2")[0]
+    for system in list(SYSTEMS):
+        row = next(line for line in table1.splitlines() if line.startswith(f"| {ROW_NAMES[system]} |"))
+        assert "-" not in row.split(" | ")[1].split(" (")[0], row  # every row scored
+    assert re.search(r"char ConvLM \| - \| - \| \d+\.\d\d / \d+\.\d\d", table1)
+    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
+        assert (out / png).stat().st_size > 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("reproduce done in") and "42 stages run, 0 skipped" in summary
+
+    # unchanged rerun: nothing runs; a changed AM setting reruns that AM and its decoding only
+    assert main(argv + ["--stages", "decode/phn/logmel"]) == 0
+    assert "0 stages run, 2 skipped" in capsys.readouterr().out.splitlines()[-1]
+    assert main(argv + ["--set", "am_updates=5", "--stages", "decode/phn/logmel"]) == 0
+    assert "2 stages run, 0 skipped" in capsys.readouterr().out.splitlines()[-1]
