@@ -48,6 +48,16 @@ def codebook_shape(model) -> Tuple[int, int]:
     return int(cfg.vq_vars), int(cfg.vq_groups)
 
 
+def load_quantizer(checkpoint: str, device: str = "cpu"):
+    """A quantizing ``vq_wav2vec`` checkpoint's model (eval mode, on ``device``) and the task
+    config it was trained with (its audio sample rate and normalisation)."""
+    from .models.vq_wav2vec import load_vq_wav2vec
+
+    model, task_cfg = load_vq_wav2vec(checkpoint, device)
+    codebook_shape(model)  # fails early, naming the model, when it does not quantize
+    return model, task_cfg
+
+
 @torch.no_grad()
 def encode_batch(model, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
     """Codes of each utterance of a batch, without its padding frames.

@@ -163,3 +163,25 @@ def test_every_input_kind_is_padding_invariant(corpus, kind):
             n = int(alone["lengths"][0])
             assert int(together["lengths"][i]) == n
             torch.testing.assert_close(together["logits"][i, :n], alone["logits"][0], atol=1e-4, rtol=1e-4)
+
+
+def test_upstream_sees_audio_normalised_as_in_its_pretraining(corpus):
+    """A vq_wav2vec pretrained with --normalize sees each utterance as fairseq's layer_norm of
+    the whole waveform, also inside a padded batch."""
+    import torch.nn.functional as F
+
+    root, vq, bert = corpus
+    task = task_for(root / "data", input="wav2vec", upstream=vq)
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    model = W2lCtcModel(W2lCtcConfig(input="wav2vec", upstream=vq, bert=None), len(task.target_dictionary)).eval()
+    model.frontend.upstreams.normalize_audio = True
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    feats, lengths = model.frontend(batch["net_input"]["source"], batch["net_input"]["source_lengths"])
+    for i in range(3):
+        audio = dataset[i]["source"]
+        with torch.no_grad():
+            c = model.frontend.upstreams.vq.extract_features(F.layer_norm(audio, audio.shape)[None])["c"]
+        n = int(lengths[i])
+        assert n == c.size(2)
+        torch.testing.assert_close(feats[i, :n], c[0].transpose(0, 1), atol=1e-4, rtol=1e-4)

@@ -22,8 +22,10 @@ import torch
 from tqdm import tqdm
 
 from . import run
+from ..data.audio_dataset import full_utterance_dataset
+from ..data.batching import length_batches
 from ..features import UnitBertFeaturizer
-from .quantize import full_utterance_dataset, length_batches, load_quantizer
+from ..units import load_quantizer
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 

@@ -32,16 +32,15 @@ import numpy as np
 from tqdm import tqdm
 
 from . import run
-from ..checkpoint import load_model
-from ..constants import SAMPLE_RATE
-from ..data.audio_dataset import ManifestAudioDataset
+from ..data.audio_dataset import full_utterance_dataset
+from ..data.batching import length_batches
 from ..data.manifest import duration_summary
-from ..models.vq_wav2vec import VqWav2VecModel
 from ..unit_quality import frame_window, phone_report
 from ..units import (
     codebook_shape,
     codes_to_tokens,
     encode_batch,
+    load_quantizer,
     plot_code_frequencies,
     read_dictionary_counts,
     usage_stats,
@@ -52,47 +51,6 @@ from ..units import (
 logger = logging.getLogger("fairseq_vqw2v.quantize")
 
 LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
-
-
-def load_quantizer(checkpoint: str, device: str):
-    """The checkpoint's model (eval mode, on ``device``) and its task config.
-
-    Importing this module imported the package, which registered our model and task.
-    """
-    model, cfg, _ = load_model(
-        checkpoint, (VqWav2VecModel,),
-        hint="convert fairseq wav2vec checkpoints first (python -m fairseq_vqw2v.cli.convert wav2vec)",
-    )
-    model = model.eval().to(device)
-    codebook_shape(model)  # fails early, naming the model, when it does not quantize
-    return model, cfg.task
-
-
-def full_utterance_dataset(manifest_dir, split, task_cfg):
-    """``{split}.tsv`` read as the checkpoint's task reads audio, whole utterances in manifest order."""
-    dataset = ManifestAudioDataset(
-        os.path.join(manifest_dir, f"{split}.tsv"),
-        sample_rate=task_cfg.get("sample_rate", SAMPLE_RATE),
-        normalize=task_cfg.get("normalize", False),
-        shuffle=False,
-    )
-    dataset.use_full_utterances()
-    return dataset
-
-
-def length_batches(sizes, indices, max_samples):
-    """Groups ``indices`` (longest first) into batches of at most ``max_samples`` padded samples."""
-    order = sorted(indices, key=lambda i: -sizes[i])
-    batches, current = [], []
-    for i in order:
-        # the first item of a batch is its longest: padded size = count x that length
-        if current and (len(current) + 1) * sizes[current[0]] > max_samples:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
 
 
 def quantize_split(model, dataset, indices, max_samples, device, desc):

@@ -11,6 +11,7 @@ the same crops as an uninterrupted one.
 """
 
 import logging
+import os
 import sys
 
 import numpy as np
@@ -18,6 +19,7 @@ import soundfile as sf
 import torch
 from fairseq.data.audio.raw_audio_dataset import RawAudioDataset
 
+from ..constants import SAMPLE_RATE
 from .batching import KeepLastBatchMixin
 from .manifest import ManifestError, read_manifest
 
@@ -136,3 +138,16 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         # fairseq-generate reads sample["target"]; pretraining has none
         batch["target"] = None
         return batch
+
+
+def full_utterance_dataset(manifest_dir: str, split: str, task_cfg) -> ManifestAudioDataset:
+    """``{split}.tsv`` read as a checkpoint's task (``task_cfg``: its sample rate and
+    normalisation) reads audio, whole utterances in manifest order: for inference."""
+    dataset = ManifestAudioDataset(
+        os.path.join(manifest_dir, f"{split}.tsv"),
+        sample_rate=task_cfg.get("sample_rate", SAMPLE_RATE),
+        normalize=task_cfg.get("normalize", False),
+        shuffle=False,
+    )
+    dataset.use_full_utterances()
+    return dataset

@@ -1,4 +1,4 @@
-"""Batching that keeps every utterance, whatever ``--required-batch-size-multiple`` is."""
+"""Batching: fairseq batches that keep every utterance, and length-sorted inference batches."""
 
 import numpy as np
 
@@ -23,3 +23,18 @@ class KeepLastBatchMixin:
         if batched < len(indices):
             batches = [*batches, indices[batched:]]
         return batches
+
+
+def length_batches(sizes, indices, max_samples):
+    """Groups ``indices`` (longest first) into batches of at most ``max_samples`` padded samples."""
+    order = sorted(indices, key=lambda i: -sizes[i])
+    batches, current = [], []
+    for i in order:
+        # the first item of a batch is its longest: padded size = count x that length
+        if current and (len(current) + 1) * sizes[current[0]] > max_samples:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches

@@ -21,7 +21,6 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..checkpoint import load_model
 from ..modules.logmel import LogMelFilterbank
 from ..modules.masked_group_norm import frame_mask
 
@@ -39,14 +38,6 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def load_vq_wav2vec(path: str) -> nn.Module:
-    """A ``vq_wav2vec`` checkpoint's model, in eval mode on CPU."""
-    from .vq_wav2vec import VqWav2VecModel
-
-    model, _, _ = load_model(path, (VqWav2VecModel,))
-    return model.eval()
-
-
 class FrozenUpstreams(nn.Module):
     """Upstream models whose weights the acoustic model uses but does not own.
 
@@ -55,8 +46,10 @@ class FrozenUpstreams(nn.Module):
     ``state_dict()`` (restored from the loaded models when a state dict is loaded).
     """
 
-    def __init__(self):
+    def __init__(self, normalize_audio: bool = False):
         super().__init__()
+        # the vq_wav2vec upstream sees audio as its pretraining task did
+        self.normalize_audio = normalize_audio
         self._register_state_dict_hook(FrozenUpstreams._drop_from_state)
         self._register_load_state_dict_pre_hook(self._fill_from_self, with_module=False)
 
@@ -81,6 +74,20 @@ class FrozenUpstreams(nn.Module):
 
 def _padding_mask(source: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return ~frame_mask(lengths, source.size(1))
+
+
+def _vq_input(upstreams: FrozenUpstreams, source, lengths):
+    """(audio, padding mask) for the vq_wav2vec upstream: each utterance normalised over its own
+    samples to zero mean and unit variance when its pretraining task did (fairseq's
+    ``F.layer_norm`` of the whole waveform)."""
+    padding_mask = _padding_mask(source, lengths)
+    if upstreams.normalize_audio:
+        valid = (~padding_mask).to(source.dtype)
+        n = valid.sum(1, keepdim=True)
+        mean = (source * valid).sum(1, keepdim=True) / n
+        var = (((source - mean) * valid) ** 2).sum(1, keepdim=True) / n
+        source = ((source - mean) / torch.sqrt(var + 1e-5)) * valid
+    return source, padding_mask
 
 
 def _frozen(fn):
@@ -121,15 +128,15 @@ class Wav2vecFrontend(nn.Module):
     @_frozen
     def _c(self, source, lengths):
         vq = self.upstreams.vq
-        c = vq.extract_features(source, _padding_mask(source, lengths))["c"]
+        c = vq.extract_features(*_vq_input(self.upstreams, source, lengths))["c"]
         return c.transpose(1, 2), vq.output_lengths(lengths)
 
 
-def _encode_units(vq, source, lengths) -> Tuple[torch.Tensor, torch.Tensor]:
-    """B x T audio -> (B x T' x G codes, B frame lengths) of a frozen quantizing vq_wav2vec."""
+def _encode_units(upstreams: FrozenUpstreams, source, lengths) -> Tuple[torch.Tensor, torch.Tensor]:
+    """B x T audio -> (B x T' x G codes, B frame lengths) of the frozen quantizing vq_wav2vec."""
     with torch.inference_mode():
-        codes = vq.extract_features(source, _padding_mask(source, lengths))["idx"]
-        frames = vq.output_lengths(lengths)
+        codes = upstreams.vq.extract_features(*_vq_input(upstreams, source, lengths))["idx"]
+        frames = upstreams.vq.output_lengths(lengths)
     return codes.clone(), frames.clone()
 
 
@@ -152,7 +159,7 @@ class UnitFrontend(nn.Module):
 
     def forward(self, source, lengths):
         if source.dtype.is_floating_point:
-            source, lengths = _encode_units(self.upstreams.vq, source, lengths)
+            source, lengths = _encode_units(self.upstreams, source, lengths)
         if int(source.max()) >= self.num_vars:
             raise ValueError(f"unit code {int(source.max())} >= codebook size {self.num_vars}")
         x = torch.cat([embed(source[..., g]) for g, embed in enumerate(self.embed)], dim=-1)
@@ -188,7 +195,7 @@ class BertFrontend(nn.Module):
 
     def forward(self, source, lengths):
         if source.dtype.is_floating_point:
-            source, lengths = _encode_units(self.upstreams.vq, source, lengths)
+            source, lengths = _encode_units(self.upstreams, source, lengths)
         ids = [self.featurizer.token_ids(c[:n].cpu()).to(source.device)
                for c, n in zip(source, lengths.tolist())]
         if self.finetune and self.training and self.num_updates >= self.freeze_updates:

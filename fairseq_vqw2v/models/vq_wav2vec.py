@@ -276,6 +276,18 @@ class VqWav2VecModel(BaseFairseqModel):
     get_extra_losses = Wav2VecModel.get_extra_losses
 
 
+def load_vq_wav2vec(path: str, device: str = "cpu"):
+    """A ``vq_wav2vec`` checkpoint's model (eval mode, on ``device``) and the task config it was
+    trained with; other models are refused before anything is built."""
+    from ..checkpoint import load_model
+
+    model, cfg, _ = load_model(
+        path, (VqWav2VecModel,),
+        hint="convert fairseq wav2vec checkpoints first (python -m fairseq_vqw2v.cli.convert wav2vec)",
+    )
+    return model.eval().to(device), cfg.task
+
+
 def arch_config(arch: str, **overrides) -> VqWav2VecConfig:
     """The config of a registered arch, for building models outside fairseq-train.
 

@@ -25,6 +25,7 @@ from ..modules.w2l_conv import (
     W2lConvStack,
 )
 from . import frontends
+from .vq_wav2vec import load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,9 @@ def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
     upstreams = frontends.FrozenUpstreams()
     if cfg.source_kind == "audio":
         path = _checked_path(cfg.upstream, cfg.upstream_sha256, "--upstream", cfg.input)
-        upstreams.add("vq", frontends.load_vq_wav2vec(path))
+        vq, vq_task = load_vq_wav2vec(path)
+        upstreams.normalize_audio = bool(vq_task.get("normalize", False))
+        upstreams.add("vq", vq)
     if cfg.input == "wav2vec":
         return frontends.Wav2vecFrontend(upstreams)
     if cfg.input == "units":
