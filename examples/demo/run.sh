@@ -6,7 +6,7 @@
 #
 # Environment overrides: DEMO_HOURS (train audio, default 1.0 h, plus 5 min each of valid and
 # test), DEMO_SEED (default 1), DEMO_VQ_UPDATES (default 400), DEMO_BERT_UPDATES (default 400),
-# DEMO_AM_UPDATES (default 300, each acoustic model).
+# DEMO_AM_UPDATES (default 800, each acoustic model).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
@@ -16,7 +16,7 @@ HOURS=${DEMO_HOURS:-1.0}
 SEED=${DEMO_SEED:-1}
 VQ_UPDATES=${DEMO_VQ_UPDATES:-400}
 BERT_UPDATES=${DEMO_BERT_UPDATES:-400}
-AM_UPDATES=${DEMO_AM_UPDATES:-300}
+AM_UPDATES=${DEMO_AM_UPDATES:-800}
 USER_DIR=$PWD/fairseq_vqw2v
 start=$(date +%s)
 stage_start=$start
@@ -145,7 +145,7 @@ for name in logmel bert; do
   tuned="$DEMO/results/$name/kenlm.tuned.json"
   if [ ! -f "$tuned" ]; then
     $PY -m fairseq_vqw2v.cli.tune --path "$DEMO/am/$name/checkpoint_best.pt" --data "$DEMO/corpus" \
-      --subset valid --decoder kenlm "${LM_FLAGS[@]}" --lm-weights=0.5,1,2,3 --word-scores=-1,0,1 \
+      --subset valid --decoder kenlm "${LM_FLAGS[@]}" --lm-weights=0.5,1,2,3 --word-scores=-1,0,1,2 \
       --out "$tuned" | tail -1
   fi
   for split in valid test; do decode "$name" kenlm "$split" "${LM_FLAGS[@]}" --decoder-settings "$tuned"; done
