@@ -21,6 +21,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from ..data.labels import ctc_blank
 from ..decoding.scoring import ErrorRates, LABEL_KINDS
+from ..decoding.viterbi import ViterbiDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class CtcAsrCriterion(FairseqCriterion):
         self.dictionary = task.target_dictionary
         self.blank = ctc_blank(self.dictionary)
         self.unit_kind = LABEL_KINDS[task.cfg.labels]
+        self.greedy = ViterbiDecoder(self.dictionary)
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
@@ -87,9 +89,7 @@ class CtcAsrCriterion(FairseqCriterion):
         return loss, max(sample_size, 1), logging_output
 
     def greedy_errors(self, lprobs, frames, target, target_lengths):
-        from ..decoding.viterbi import ViterbiDecoder
-
-        hypos = ViterbiDecoder(self.dictionary).decode(lprobs, frames)
+        hypos = self.greedy.decode(lprobs, frames)
         rates = ErrorRates(unit_kind=self.unit_kind)
         for nbest, ref, n in zip(hypos, target, target_lengths.tolist()):
             rates.add(self.dictionary.string(ref[:n]), self.dictionary.string(nbest[0]["tokens"]))
