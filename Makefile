@@ -27,10 +27,11 @@ $(KENLM_BIN)/lmplz: $(TOOLS)/.system-deps $(VENV)/.installed
 	bash scripts/build_kenlm_tools.sh $(TOOLS)/kenlm $(PY)
 	touch $@
 
+# the letters table (log-mel, wav2vec, Gumbel, Gumbel + BERT) on the embedded corpus; resumable
 demo: setup
-	bash examples/demo/run.sh
+	$(PY) -m fairseq_vqw2v.reproduce --out results --demo
 
-# every row of the paper's tables on the embedded corpus (about 90 minutes on 2 cores); resumable
+# every row of the paper's tables on the embedded corpus; reuses what `make demo` ran
 reproduce: setup
 	$(PY) -m fairseq_vqw2v.reproduce --out results
 
@@ -44,4 +45,4 @@ bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(TOOLS) demo
+	rm -rf $(VENV) $(TOOLS) results

@@ -1,4 +1,5 @@
-"""Featurize: audio -> vq-wav2vec units -> frozen unit_bert features, on disk and on the fly."""
+"""Featurize: audio -> vq-wav2vec units -> frozen unit_bert features (or the vq-wav2vec
+aggregator output, or BERT on a quantize folder's units), on disk and on the fly."""
 
 import dataclasses
 
@@ -8,11 +9,12 @@ import soundfile as sf
 import torch
 
 from fairseq_vqw2v.cli.featurize import main as featurize_main
+from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
 from fairseq_vqw2v.features import UnitBertFeaturizer, feature_index, load_unit_bert
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
-from fairseq_vqw2v.units import codes_to_tokens
+from fairseq_vqw2v.units import codes_to_tokens, encode_batch
 
 VQ_VARS = 6  # 36 possible units: all of them go in the dictionary
 
@@ -70,6 +72,45 @@ def test_featurize_writes_fp16_memmap_aligned_with_manifest(setup, capsys):
         (expected,) = featurizer.from_audio(vq, torch.from_numpy(audio)[None])
         np.testing.assert_allclose(feats[offsets[i]:offsets[i + 1]], expected.numpy(),
                                    atol=2e-3, rtol=2e-3)
+
+
+def test_featurize_without_bert_writes_the_aggregator_output(setup, capsys):
+    root, vq, lengths = setup
+    assert featurize_main(["--vq-checkpoint", str(root / "vq.pt"), "--manifest-dir", str(root),
+                           "--split", "test", "--dest", str(root / "c")]) == 0
+    assert "vq-wav2vec aggregator output c" in capsys.readouterr().out
+    feats, offsets = feature_index(str(root / "c"), "test")
+    for i in range(len(lengths)):
+        audio, _ = sf.read(root / f"u{i}.wav", dtype="float32")
+        with torch.no_grad():
+            expected = vq.extract_features(torch.from_numpy(audio)[None])["c"][0].T
+        assert offsets[i + 1] - offsets[i] == len(expected)
+        # fp16 storage: half a unit in the last place of float16 (11 significant bits)
+        np.testing.assert_allclose(feats[offsets[i]:offsets[i + 1]].astype(np.float32), expected.numpy(),
+                                   rtol=2 ** -11, atol=1e-4)
+
+
+def test_featurize_from_a_units_folder_equals_featurize_from_audio(setup, capsys):
+    root, vq, lengths = setup
+    units = root / "units"
+    units.mkdir()
+    # the codes of one padded batch of all three, as featurize computes them from the audio
+    dataset = full_utterance_dataset(str(root), "test", {"sample_rate": 16000, "normalize": False})
+    net_input = dataset.collater([dataset[i] for i in range(len(dataset))])["net_input"]
+    codes = encode_batch(vq, net_input["source"], net_input["padding_mask"])
+    (units / "test.src").write_text("".join(" ".join(codes_to_tokens(c)) + "\n" for c in codes))
+    bert = str(root / "bert" / "bert.pt")
+    common = ["--manifest-dir", str(root), "--split", "test", "--bert-checkpoint", bert]
+    assert featurize_main(["--units-dir", str(units), "--dest", str(root / "from_units"), *common]) == 0
+    assert featurize_main(["--vq-checkpoint", str(root / "vq.pt"), "--dest", str(root / "from_audio"),
+                           *common]) == 0
+    a, offsets_a = feature_index(str(root / "from_units"), "test")
+    b, offsets_b = feature_index(str(root / "from_audio"), "test")
+    assert offsets_a.tolist() == offsets_b.tolist()
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(SystemExit):  # units without a BERT to read them
+        featurize_main(["--units-dir", str(units), "--manifest-dir", str(root), "--split", "test",
+                        "--dest", str(root / "x")])
 
 
 def test_long_utterances_are_encoded_in_framed_windows(setup):

@@ -34,7 +34,8 @@ def test_dry_run_writes_every_row(tmp_path, capsys):
     stages = re.findall(r"^# == (\S+)$", script, re.M)
     expected = ["corpus", "pretrain/wav2vec", "pretrain/gumbel", "pretrain/kmeans", "units/gumbel",
                 "units/kmeans", "units/logmel_kmeans", "bert/gumbel", "bert/kmeans",
-                "bert/logmel_kmeans", "features/gumbel", "features/kmeans", "lm/4gram", "lm/charlm",
+                "bert/logmel_kmeans", "features/wav2vec", "features/gumbel", "features/kmeans",
+                "features/logmel_kmeans", "lm/4gram", "lm/charlm",
                 "decode/ltr/gumbel_bert_charlm"]
     expected += [f"{kind}/{labels}/{system}" for kind in ("am", "decode") for labels in ("ltr", "phn")
                  for system in SYSTEMS]
@@ -50,7 +51,26 @@ def test_dry_run_writes_every_row(tmp_path, capsys):
     assert script.count("fairseq_vqw2v.cli.tune") == 7 + 1
     assert script.count("--decoder charlm --results-path") == 2
     assert "--task language_modeling --arch fconv_lm" in script
-    assert "--input bert --units-dir" in script and "fairseq_vqw2v.reproduce.logmel_units" in script
+    assert "fairseq_vqw2v.reproduce.logmel_units" in script
+    # every continuous or BERT input is featurized once and read from files by its models
+    assert script.count("fairseq_vqw2v.cli.featurize") == 4 * 3
+    assert script.count("--input wav2vec --features") == 2 == script.count("--input bert --features") / 3
+    assert "--input bert --units-dir" not in script and "--upstream" not in script
+
+
+def test_demo_is_the_letters_table_and_a_subset_of_the_full_run(tmp_path):
+    assert main(["--out", str(tmp_path), "--dry-run", "--demo"]) == 0
+    demo = re.findall(r"^# == (\S+)$", (tmp_path / "commands.sh").read_text(), re.M)
+    assert sorted(demo) == sorted(
+        ["corpus", "pretrain/wav2vec", "pretrain/gumbel", "units/gumbel", "bert/gumbel",
+         "features/wav2vec", "features/gumbel", "lm/4gram"]
+        + [f"{k}/ltr/{s}" for k in ("am", "decode") for s in ("logmel", "wav2vec", "gumbel", "gumbel_bert")])
+    # the same stages (same hashes) as the full run: a later run without --demo reuses them
+    every = {s.name: s for s in build_stages(_layout(tmp_path, tmp_path / "corpus"), EMBEDDED)}
+    full = stage_hashes(list(every.values()), str(tmp_path))
+    assert all(name in full for name in demo)
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--demo", "--stages", "am/*"])
 
 
 def test_paper_preset_uses_the_paper_archs(tmp_path):
@@ -79,7 +99,8 @@ def test_a_changed_setting_invalidates_the_stage_and_its_downstream(tmp_path):
     rerun = sorted(n for n in before if before[n] != after[n])
     bert_rows = ("gumbel_bert", "kmeans_bert", "logmel_kmeans_bert")
     assert rerun == sorted(
-        [f"bert/{u}" for u in ("gumbel", "kmeans", "logmel_kmeans")] + ["features/gumbel", "features/kmeans"]
+        [f"bert/{u}" for u in ("gumbel", "kmeans", "logmel_kmeans")]
+        + [f"features/{u}" for u in ("gumbel", "kmeans", "logmel_kmeans")]
         + [f"{k}/{l}/{s}" for k in ("am", "decode") for l in ("ltr", "phn") for s in bert_rows]
         + ["decode/ltr/gumbel_bert_charlm"])
     # the output folder may move: hashes see it as {out}
@@ -237,7 +258,7 @@ def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
     for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
         assert (out / png).stat().st_size > 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("reproduce done in") and "42 stages run, 0 skipped" in summary
+    assert summary.startswith("reproduce done in") and "44 stages run, 0 skipped" in summary
 
     # unchanged rerun: nothing runs; a changed AM setting reruns that AM and its decoding only
     assert main(argv + ["--stages", "decode/phn/logmel"]) == 0

@@ -1,12 +1,17 @@
-"""Frozen BERT features for a manifest split: audio -> vq-wav2vec units -> unit_bert.
+"""Frozen features for a manifest split: audio -> vq-wav2vec units -> unit_bert, or (without
+``--bert-checkpoint``) the vq-wav2vec aggregator output ``c`` (the paper's wav2vec row).
 
-    python -m fairseq_vqw2v.cli.featurize --vq-checkpoint vq.pt --bert-checkpoint bert.pt \\
-        --manifest-dir data/manifests --split train --dest data/bert_feats [--layer N] [--device cuda]
+    python -m fairseq_vqw2v.cli.featurize --vq-checkpoint vq.pt [--bert-checkpoint bert.pt] \\
+        --manifest-dir data/manifests --split train --dest data/feats [--layer N] [--device cuda]
+    python -m fairseq_vqw2v.cli.featurize --units-dir units/ --bert-checkpoint bert.pt ...
+
+(the second: BERT on units already written by quantize, e.g. the log-mel k-means units)
 
 writes ``{split}.feats.npy`` (all utterances' frames concatenated, T_total x C, float16, a
 memory-mappable ``.npy``) and ``{split}.lengths`` (frames per utterance, one line per manifest
-line, same order); :func:`fairseq_vqw2v.features.feature_index` opens them. The features are the
-final Transformer layer's output (``--layer N``: layer N), one vector per vq-wav2vec frame (10 ms);
+line, same order); :func:`fairseq_vqw2v.features.feature_index` opens them, and the acoustic
+model reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
+Transformer layer's output (``--layer N``: layer N), one vector per vq-wav2vec frame (10 ms);
 utterances longer than BERT's positions are encoded in consecutive windows (see
 :class:`fairseq_vqw2v.features.UnitBertFeaturizer`). Runs on CPU by default; no data parallelism.
 """
@@ -22,9 +27,13 @@ import torch
 from tqdm import tqdm
 
 from . import run
+from ..constants import FRAME_RATE
+from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches
+from ..data.manifest import read_manifest
 from ..features import UnitBertFeaturizer
+from ..models.vq_wav2vec import load_vq_wav2vec
 from ..units import load_quantizer
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
@@ -43,13 +52,65 @@ def check_unknown_units(featurizer: UnitBertFeaturizer, args) -> None:
         )
 
 
+class AggregatorFeaturizer:
+    """The vq-wav2vec aggregator output ``c`` per utterance (continuous or quantizing model)."""
+
+    def __init__(self, vq_model):
+        self.dim = vq_model.feature_aggregator.conv_layers[-1].conv.out_channels
+
+    @torch.no_grad()
+    def from_audio(self, vq_model, source, padding_mask):
+        c = vq_model.extract_features(source, padding_mask)["c"].transpose(1, 2)
+        frames = vq_model.output_lengths((~padding_mask).long().sum(1)).tolist()
+        return [c[b, :n] for b, n in enumerate(frames)]
+
+
+def _audio_batches(args, vq_model, task_cfg, featurizer):
+    """(frames per utterance, generator of (indices, features)) computed from the audio."""
+    dataset = full_utterance_dataset(args.manifest_dir, args.split, task_cfg)
+    lengths = vq_model.output_lengths(torch.as_tensor(dataset.sizes, dtype=torch.long)).tolist()
+
+    def batches():
+        max_samples = int(args.batch_size_seconds * dataset.sample_rate)
+        for batch in length_batches(dataset.sizes, range(len(dataset)), max_samples):
+            net_input = dataset.collater([dataset[i] for i in batch])["net_input"]
+            yield batch, featurizer.from_audio(vq_model, net_input["source"].to(args.device),
+                                               net_input["padding_mask"].to(args.device))
+
+    return lengths, batches()
+
+
+def _unit_batches(args, featurizer):
+    """(frames per utterance, generator of (indices, features)) from a quantize folder's units."""
+    manifest = read_manifest(os.path.join(args.manifest_dir, f"{args.split}.tsv"))
+    units = UnitSource(args.units_dir, args.split, len(manifest.entries))
+    lengths = units.frames.tolist()
+
+    def batches():
+        max_frames = int(args.batch_size_seconds * FRAME_RATE)
+        for batch in length_batches(lengths, range(len(units)), max_frames):
+            yield batch, featurizer([featurizer.token_ids(units[i]) for i in batch])
+
+    return lengths, batches()
+
+
 def featurize(args) -> str:
     start = time.time()
-    vq_model, task_cfg = load_quantizer(args.vq_checkpoint, args.device)
-    featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layer, args.device)
-    dataset = full_utterance_dataset(args.manifest_dir, args.split, task_cfg)
+    if args.bert_checkpoint:
+        featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layer, args.device)
+        what = f"BERT layer {args.layer or len(featurizer.model.encoder.layers)}"
+        if args.units_dir:
+            lengths, batches = _unit_batches(args, featurizer)
+            what += f" on the units of {args.units_dir}"
+        else:
+            vq_model, task_cfg = load_quantizer(args.vq_checkpoint, args.device)
+            lengths, batches = _audio_batches(args, vq_model, task_cfg, featurizer)
+    else:
+        vq_model, task_cfg = load_vq_wav2vec(args.vq_checkpoint, args.device)
+        featurizer = AggregatorFeaturizer(vq_model)
+        lengths, batches = _audio_batches(args, vq_model, task_cfg, featurizer)
+        what = "vq-wav2vec aggregator output c"
     # frame counts first, so the output can be one preallocated memmap in manifest order
-    lengths = vq_model.output_lengths(torch.as_tensor(dataset.sizes, dtype=torch.long)).tolist()
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     os.makedirs(args.dest, exist_ok=True)
     feats_path = os.path.join(args.dest, f"{args.split}.feats.npy")
@@ -58,16 +119,9 @@ def featurize(args) -> str:
         feats = np.lib.format.open_memmap(
             tmp_path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), featurizer.dim)
         )
-        max_samples = int(args.batch_size_seconds * dataset.sample_rate)
-        batches = length_batches(dataset.sizes, range(len(dataset)), max_samples)
-        for batch in tqdm(batches, desc=f"featurize {args.split}", unit="batch"):
-            collated = dataset.collater([dataset[i] for i in batch])
-            net_input = collated["net_input"]
-            outputs = featurizer.from_audio(
-                vq_model, net_input["source"].to(args.device),
-                net_input["padding_mask"].to(args.device),
-            )
-            check_unknown_units(featurizer, args)
+        for batch, outputs in tqdm(batches, desc=f"featurize {args.split}", unit="batch"):
+            if args.bert_checkpoint:
+                check_unknown_units(featurizer, args)
             for i, f in zip(batch, outputs):
                 if len(f) != lengths[i]:
                     raise RuntimeError(f"utterance {i}: {len(f)} frames, expected {lengths[i]}")
@@ -80,29 +134,38 @@ def featurize(args) -> str:
             os.remove(tmp_path)
     with open(os.path.join(args.dest, f"{args.split}.lengths"), "w") as f:
         f.write("".join(f"{n}\n" for n in lengths))
-    layer = args.layer or len(featurizer.model.encoder.layers)
     return (f"featurized {len(lengths)} utterances of {args.split} ({offsets[-1]} frames, "
-            f"{featurizer.dim}-dim, layer {layer}) -> {feats_path} in {time.time() - start:.1f} s")
+            f"{featurizer.dim}-dim, {what}) -> {feats_path} in {time.time() - start:.1f} s")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m fairseq_vqw2v.cli.featurize",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vq-checkpoint", required=True, help="vq_wav2vec checkpoint")
-    parser.add_argument("--bert-checkpoint", required=True,
-                        help="unit_bert checkpoint (dict.txt beside it or in its data folder)")
+    parser.add_argument("--vq-checkpoint", help="vq_wav2vec checkpoint (the audio's units, or c)")
+    parser.add_argument("--units-dir", help="with --bert-checkpoint: a quantize folder's "
+                        "{split}.src units instead of --vq-checkpoint (any unit inventory)")
+    parser.add_argument("--bert-checkpoint",
+                        help="unit_bert checkpoint (dict.txt beside it or in its data folder); "
+                        "without it the features are the vq-wav2vec aggregator output c")
     parser.add_argument("--manifest-dir", required=True, help="folder with {split}.tsv")
     parser.add_argument("--split", required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--layer", type=int, default=None,
-                        help="Transformer layer to output (1-based; default the last)")
+                        help="BERT: Transformer layer to output (1-based; default the last)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-unknown-units", type=float, default=0.05,
                         help="largest share of units missing from BERT's dictionary (<unk>) "
                         "before featurizing stops: a quantizer and BERT that do not match")
     parser.add_argument("--batch-size-seconds", type=float, default=60.0,
                         help="audio per vq-wav2vec batch, padding included")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.layer is not None and not args.bert_checkpoint:
+        parser.error("--layer selects a BERT layer: it needs --bert-checkpoint")
+    if args.units_dir and not args.bert_checkpoint:
+        parser.error("--units-dir gives BERT its units: it needs --bert-checkpoint")
+    if bool(args.units_dir) == bool(args.vq_checkpoint):
+        parser.error("give either --vq-checkpoint or (with --bert-checkpoint) --units-dir")
+    return args
 
 
 def main(argv=None) -> int:

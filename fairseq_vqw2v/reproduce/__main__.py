@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from .pipeline import PRESETS, Layout, build_stages, default_labels
+from .pipeline import DEMO_SYSTEMS, PRESETS, Layout, build_stages, default_labels, demo_stages
 from .stages import Runner, select, tool_path_env, write_commands
 from .tables import best_row, write_tables
 
@@ -79,12 +79,19 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--stages", help="comma-separated globs of stage names to run (with the "
                         "stages they need), e.g. 'pretrain/*,units/*'")
+    parser.add_argument("--demo", action="store_true",
+                        help="only the letters table of `make demo` (systems "
+                        f"{', '.join(DEMO_SYSTEMS)}; no LM and 4-gram LM): the same stages as "
+                        "the full run, which a later run without --demo reuses")
     parser.add_argument("--dry-run", action="store_true",
                         help="write OUT/commands.sh and print the commands without running them")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="stages run at once (default: 2, or 1 on one core); each gets "
                         "cores/jobs threads unless OMP_NUM_THREADS is set")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.demo and args.stages:
+        parser.error("--demo selects the stages itself: give --demo or --stages, not both")
+    return args
 
 
 def main(argv=None) -> int:
@@ -115,7 +122,8 @@ def main(argv=None) -> int:
                     labels=labels, embedded=embedded, seed=args.seed)
     try:
         every_stage = build_stages(layout, preset)
-        stages = select(every_stage, args.stages.split(",") if args.stages else None)
+        patterns = demo_stages() if args.demo else args.stages.split(",") if args.stages else None
+        stages = select(every_stage, patterns)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

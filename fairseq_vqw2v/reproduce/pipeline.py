@@ -8,7 +8,9 @@ Stages (``group/detail``; each writes ``OUT/group/detail/``):
   ``units/logmel_kmeans``: k-means on log-mel frames (``reproduce.logmel_units``), as many
   clusters as the Gumbel units use on train;
 - ``bert/{gumbel,kmeans,logmel_kmeans}``: fairseq-train ``unit_mlm``;
-- ``features/{gumbel,kmeans}``: the featurize CLI (frozen BERT features, cached);
+- ``features/{wav2vec,gumbel,kmeans,logmel_kmeans}``: the featurize CLI (the continuous
+  model's ``c``, and frozen BERT features of each unit inventory, cached once for every acoustic
+  model that reads them);
 - ``am/{ltr,phn}/{system}``: fairseq-train ``vqw2v_asr`` for every system of :data:`SYSTEMS`;
 - ``lm/4gram``: the lm CLI (KenLM word 4-gram + lexicon from the corpus's LM text);
   ``lm/charlm``: charlm-data, fairseq-preprocess and stock fairseq-train ``language_modeling``;
@@ -42,6 +44,14 @@ SYSTEMS = {
     "logmel_kmeans_bert": "BERT on log-mel k-means units",
 }
 """Acoustic-model inputs: the rows of the paper's tables, and BERT on the log-mel baseline units."""
+
+DEMO_SYSTEMS = ("logmel", "wav2vec", "gumbel", "gumbel_bert")
+"""The rows ``make demo`` runs: the paper's letters table (Table 1) without the k-means rows."""
+
+
+def demo_stages() -> List[str]:
+    """Stage names that, with what they need, make the demo's letters table."""
+    return [f"decode/ltr/{s}" for s in DEMO_SYSTEMS]
 
 
 @dataclass(frozen=True)
@@ -274,32 +284,41 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
              *_validation(preset.bert_updates)],
             inputs=[f"units/{u}"],
         ))
-    for q in QUANTIZERS:
-        dest = layout.path("features", q)
+    # cached acoustic-model inputs: wav2vec's c, and BERT features of each unit inventory
+    sources = {
+        "wav2vec": (["--vq-checkpoint", layout.path("pretrain", "wav2vec", "checkpoint_last.pt")],
+                    ["pretrain/wav2vec"]),
+        **{q: (["--vq-checkpoint", layout.path("pretrain", q, "checkpoint_last.pt"),
+                "--bert-checkpoint", layout.path("bert", q, "checkpoint_last.pt")],
+               [f"pretrain/{q}", f"bert/{q}"]) for q in QUANTIZERS},
+        LOGMEL_UNITS: (["--units-dir", layout.path("units", LOGMEL_UNITS), "--bert-checkpoint",
+                        layout.path("bert", LOGMEL_UNITS, "checkpoint_last.pt")],
+                       [f"units/{LOGMEL_UNITS}", f"bert/{LOGMEL_UNITS}"]),
+    }
+    for name, (flags, inputs) in sources.items():
+        dest = layout.path("features", name)
         stages.append(Stage(
-            f"features/{q}", dest,
-            [Command(["python", "-m", "fairseq_vqw2v.cli.featurize", "--vq-checkpoint",
-                      layout.path("pretrain", q, "checkpoint_last.pt"), "--bert-checkpoint",
-                      layout.path("bert", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
-                      "--split", s, "--dest", dest, "--device", device],
+            f"features/{name}", dest,
+            [Command(["python", "-m", "fairseq_vqw2v.cli.featurize", *flags, "--manifest-dir",
+                      corpus, "--split", s, "--dest", dest, "--device", device],
                      creates=os.path.join(dest, f"{s}.lengths")) for s in SPLITS],
             [os.path.join(dest, f"{s}.lengths") for s in SPLITS],
-            inputs=[f"pretrain/{q}", f"bert/{q}"],
+            inputs=inputs,
         ))
 
     # 4. acoustic models; the first of each label kind writes the corpus's label dictionary
     #    when it lacks one, so the others wait for it
+    def cached(name):
+        return ["--features", layout.path("features", name)], [f"features/{name}"]
+
     system_inputs = {
         "logmel": ([], corpus_inputs),
-        "wav2vec": (["--upstream", layout.path("pretrain", "wav2vec", "checkpoint_last.pt")],
-                    ["pretrain/wav2vec"]),
+        "wav2vec": cached("wav2vec"),
         "gumbel": (["--units-dir", layout.path("units", "gumbel")], ["units/gumbel"]),
-        "gumbel_bert": (["--features", layout.path("features", "gumbel")], ["features/gumbel"]),
+        "gumbel_bert": cached("gumbel"),
         "kmeans": (["--units-dir", layout.path("units", "kmeans")], ["units/kmeans"]),
-        "kmeans_bert": (["--features", layout.path("features", "kmeans")], ["features/kmeans"]),
-        "logmel_kmeans_bert": (["--units-dir", layout.path("units", LOGMEL_UNITS), "--bert",
-                                layout.path("bert", LOGMEL_UNITS, "checkpoint_last.pt")],
-                               [f"units/{LOGMEL_UNITS}", f"bert/{LOGMEL_UNITS}"]),
+        "kmeans_bert": cached("kmeans"),
+        "logmel_kmeans_bert": cached(LOGMEL_UNITS),
     }
     kinds = {"logmel": "logmel", "wav2vec": "wav2vec", "gumbel": "units", "kmeans": "units"}
     for labels in layout.labels:

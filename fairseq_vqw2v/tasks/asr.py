@@ -9,7 +9,7 @@ Training (stage 3 of the pipeline)::
 ``DATA`` holds the manifests ``{split}.tsv`` and labels ``{split}.{ltr,phn}``; the dictionary is
 ``DATA/dict.{labels}.txt`` (built from ``train.{labels}`` when missing). ``--max-tokens`` counts
 10 ms frames whatever the input. ``--input`` picks what the model sees: ``logmel``, ``wav2vec``
-(``c`` of ``--upstream``), ``units`` (codes of ``--upstream``, or of a quantize folder
+(``c`` of ``--upstream``, or cached by featurize in ``--features``), ``units`` (codes of ``--upstream``, or of a quantize folder
 ``--units-dir``) or ``bert`` (features of ``--bert`` on the units of ``--upstream`` or
 ``--units-dir``, or cached by featurize in ``--features``).
 
@@ -73,8 +73,8 @@ class AsrConfig(ResumableTaskConfig):
     bert: Optional[str] = field(default=None, metadata={"help": "unit_bert checkpoint (--input bert)"})
     features: Optional[str] = field(
         default=None,
-        metadata={"help": "--input bert: folder of cached features from featurize, instead of "
-                  "computing them every epoch"},
+        metadata={"help": "--input bert or wav2vec: folder of cached features from featurize, "
+                  "instead of computing them every epoch"},
     )
     units_dir: Optional[str] = field(
         default=None,
@@ -120,7 +120,7 @@ class AsrConfig(ResumableTaskConfig):
 
 def source_kind(cfg) -> str:
     """What the datasets feed the model: audio, cached features or unit codes."""
-    if cfg.input == "bert" and cfg.features:
+    if cfg.input in ("bert", "wav2vec") and cfg.features:
         return "features"
     if cfg.input in ("units", "bert") and cfg.units_dir:
         return "units"
