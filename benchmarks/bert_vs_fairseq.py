@@ -28,28 +28,31 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fairseq_vqw2v.data.unit_files import (  # noqa: E402
+    codes_to_tokens,
+    write_dictionary,
+    write_unit_lines,
+)
 
 
 def write_corpus(folder: Path, utterances: int, seed: int = 0) -> None:
     """Unit lines like a G=2 quantizer's output: 2 x 64 codes, slowly varying, 1..6 s at 100 Hz."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    counts = {}
     lines = []
     for _ in range(utterances):
         n = int(rng.integers(100, 600))
         # codes persist for a few frames, as speech units do
         change = rng.random((n, 2)) < 0.3
         codes = np.cumsum(change * rng.integers(1, 64, (n, 2)), axis=0) % 64
-        toks = [f"{a}-{b}" for a, b in codes]
-        for tok in toks:
-            counts[tok] = counts.get(tok, 0) + 1
-        lines.append(" ".join(toks))
-    (folder / "train.src").write_text("\n".join(lines) + "\n")
-    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-    (folder / "dict.txt").write_text("".join(f"{t} {c}\n" for t, c in ranked))
+        lines.append(codes_to_tokens(torch.from_numpy(codes)))
+    counts = write_unit_lines(str(folder / "train.src"), lines)
+    write_dictionary(str(folder / "dict.txt"), counts)
 
 
 def run(cmd, threads):

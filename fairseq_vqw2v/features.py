@@ -8,14 +8,13 @@ import os
 from dataclasses import fields
 from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from fairseq.data import Dictionary, data_utils
 
 from .checkpoint import check_model_config, load_fairseq_checkpoint
+from .data.unit_files import add_mask, codes_to_tokens, load_unit_dictionary
 from .models.unit_bert import UnitBertConfig, UnitBertModel
-from .units import codes_to_tokens, encode_batch
 
 
 def find_dictionary(checkpoint: str, cfg) -> str:
@@ -41,8 +40,8 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     model_cfg = UnitBertConfig(
         **{f.name: cfg["model"][f.name] for f in fields(UnitBertConfig) if f.name in cfg["model"]}
     )
-    dictionary = Dictionary.load(find_dictionary(path, cfg))
-    dictionary.add_symbol("<mask>")
+    dictionary = load_unit_dictionary(find_dictionary(path, cfg))
+    add_mask(dictionary)
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)
     return model.eval(), dictionary
@@ -117,18 +116,6 @@ class UnitBertFeaturizer:
                    padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """B x T waveforms (B x T bool padding, True = pad) -> list of T'_b x C features, one per
         vq-wav2vec frame: audio -> units -> BERT, for acoustic models computing them on the fly."""
-        with torch.no_grad():
-            codes = encode_batch(vq_model, source, padding_mask)
+        codes = vq_model.encode(source, padding_mask)
         return self([self.token_ids(c) for c in codes])
 
-
-def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Opens features written by the featurize CLI: (T_total x C fp16 memmap, offsets (N + 1,)),
-    utterance i (manifest line i) being ``feats[offsets[i]:offsets[i + 1]]``."""
-    feats = np.load(os.path.join(dest, f"{split}.feats.npy"), mmap_mode="r")
-    lengths = np.loadtxt(os.path.join(dest, f"{split}.lengths"), dtype=np.int64, ndmin=1)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    if offsets[-1] != len(feats):
-        raise ValueError(f"{dest}/{split}.lengths sums to {offsets[-1]} frames but "
-                         f"{split}.feats.npy holds {len(feats)}")
-    return feats, offsets

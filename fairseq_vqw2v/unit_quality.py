@@ -1,5 +1,6 @@
-"""How well discrete units follow phones: purity, PNMI, a phone x unit plot and the log-mel k-means
-baseline every learned unit inventory should beat.
+"""How good discrete units are: codebook usage (distinct tokens, perplexity, bitrate, a frequency
+plot), and how well they follow phones (purity, PNMI, a phone x unit plot and the log-mel k-means
+baseline every learned unit inventory should beat).
 
 Alignment file ``{split}.align`` (written by ``manifests.synth``): one line per manifest line,
 the utterance's phone segments ``phone:end_seconds`` in order (``pau:0.184 dh:0.233 ...``); a
@@ -25,17 +26,20 @@ distinct tokens, so any corpus says whether learned units beat ten seconds of cl
 
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
 import torch
 from fairseq.examples.hubert.measure_teacher_quality import comp_norm_mutual_info, comp_purity
 
-from .constants import FRAME_STRIDE, SAMPLE_RATE
+from .constants import FRAME_RATE, FRAME_STRIDE, SAMPLE_RATE
 from .data.manifest import read_manifest
+from .data.unit_files import SEPARATOR
 from .modules.logmel import LogMelFilterbank
+from .modules.perplexity import perplexity
 
 ALIGN_EXT = "align"
 
@@ -44,6 +48,54 @@ ALIGN_TOLERANCE_SECONDS = 0.05
 to 1 ms and its wavs end within 5 ms of them); ending earlier means the wrong alignment file."""
 
 Segments = List[Tuple[str, float]]
+
+
+def _count_perplexity(counts: Iterable[int]) -> float:
+    counts = torch.tensor(list(counts), dtype=torch.float64)
+    # counts of tokens that occur are all > 0: the exact entropy, no epsilon
+    return float(perplexity(counts / counts.sum(), eps=0.0))
+
+
+def usage_stats(counts: Counter, num_vars: int, groups: int) -> Dict[str, float]:
+    """Codebook usage of a set of unit tokens.
+
+    ``code_perplexity`` follows fairseq's quantizers (sum over groups of each group's perplexity,
+    at most G x V); ``token_perplexity`` is that of the joint tokens (at most V^G);
+    ``bitrate`` is the frame rate times G log2 V bits per second.
+    """
+    group_counts = [Counter() for _ in range(groups)]
+    for token, n in counts.items():
+        for g, i in enumerate(token.split(SEPARATOR)):
+            group_counts[g][i] += n
+    return {
+        "tokens": sum(counts.values()),
+        "distinct_tokens": len(counts),
+        "possible_tokens": num_vars**groups,
+        "distinct_codes_per_group": [len(c) for c in group_counts],
+        "code_perplexity": sum(_count_perplexity(c.values()) for c in group_counts),
+        "max_code_perplexity": num_vars * groups,
+        "token_perplexity": _count_perplexity(counts.values()),
+        "bitrate": FRAME_RATE * groups * math.log2(num_vars),
+    }
+
+
+def plot_code_frequencies(counts: Counter, png_path: str, title: str = "unit frequencies"):
+    """Rank-frequency plot (log-log) of the tokens, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    freqs = sorted(counts.values(), reverse=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.loglog(range(1, len(freqs) + 1), freqs, marker=".", linestyle="none", markersize=3)
+    ax.set_xlabel("token rank")
+    ax.set_ylabel("count")
+    ax.set_title(f"{title}: {len(freqs)} distinct tokens")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
 
 
 def parse_alignment(line: str, where: str) -> Segments:

@@ -4,20 +4,17 @@ upstream checkpoints (vq_wav2vec, unit_bert) saved in fairseq's checkpoint layou
 import dataclasses
 import os
 import subprocess
-import sys
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from _pretraining_util import BIN, USER_DIR
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_DIR = os.path.join(REPO, "fairseq_vqw2v")
-BIN = os.path.dirname(sys.executable)
-RATE = 16000
 WORDS = ["bad", "cab", "dab", "bed", "fed", "deaf", "face", "cafe", "bead", "fade"]
 VQ_VARS = 8
 
@@ -25,14 +22,14 @@ VQ_VARS = 8
 def letter_tone(letter, rng):
     """70-110 ms of two sines whose frequencies identify the letter."""
     k = ord(letter) - ord("a")
-    n = int(rng.uniform(0.07, 0.11) * RATE)
-    t = np.arange(n) / RATE
+    n = int(rng.uniform(0.07, 0.11) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
     envelope = np.sin(np.pi * np.arange(n) / n) ** 0.5
     return envelope * (np.sin(2 * np.pi * (300 + 150 * k) * t) + 0.5 * np.sin(2 * np.pi * (2400 - 120 * k) * t))
 
 
 def sentence_audio(words, rng):
-    gap = np.zeros(int(0.06 * RATE))
+    gap = np.zeros(int(0.06 * SAMPLE_RATE))
     pieces = [gap]
     for word in words:
         pieces += [letter_tone(c, rng) for c in word] + [gap]
@@ -55,7 +52,7 @@ def write_letter_corpus(root, splits=(("train", 24), ("valid", 6), ("test", 6)),
             words = list(rng.choice(WORDS, size=int(rng.integers(2, 5))))
             audio = sentence_audio(words, rng)
             rel = f"audio/{split}{i}.wav"
-            sf.write(os.path.join(root, rel), audio, RATE)
+            sf.write(os.path.join(root, rel), audio, SAMPLE_RATE)
             rows.append(f"{rel}\t{len(audio)}")
             wrd.append(" ".join(words))
         with open(os.path.join(root, f"{split}.tsv"), "w") as f:

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import soundfile as sf
 
+from fairseq_vqw2v.constants import SAMPLE_RATE
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_DIR = os.path.join(REPO, "fairseq_vqw2v")
 BIN = os.path.dirname(sys.executable)
-RATE = 16000
 
 # a toy phone inventory: (first, second formant) in Hz; utterances are sequences of these
 PHONES = [(300, 870), (270, 2290), (730, 1090), (530, 1840), (570, 840), (440, 1020), (660, 1720)]
@@ -19,11 +20,11 @@ PHONES = [(300, 870), (270, 2290), (730, 1090), (530, 1840), (570, 840), (440, 1
 
 def synth_utterance(rng, seconds):
     """Speech-like audio: 50-150 ms 'phones' of two formant sines with a pitch buzz, plus noise."""
-    pieces, total = [], int(seconds * RATE)
+    pieces, total = [], int(seconds * SAMPLE_RATE)
     while sum(len(p) for p in pieces) < total:
         f1, f2 = PHONES[rng.integers(len(PHONES))]
-        n = int(rng.uniform(0.05, 0.15) * RATE)
-        t = np.arange(n) / RATE
+        n = int(rng.uniform(0.05, 0.15) * SAMPLE_RATE)
+        t = np.arange(n) / SAMPLE_RATE
         pitch = rng.uniform(100, 180)
         envelope = np.sin(np.pi * np.arange(n) / n) ** 0.5
         wave = (
@@ -48,7 +49,7 @@ def write_corpus(root, splits=(("train", 8), ("valid", 3)), seconds=(1.2, 2.0), 
         for i in range(count):
             audio = synth_utterance(rng, rng.uniform(*seconds))
             rel = f"audio/{split}{i}.wav"
-            sf.write(os.path.join(root, rel), audio, RATE)
+            sf.write(os.path.join(root, rel), audio, SAMPLE_RATE)
             lines.append(f"{rel}\t{len(audio)}")
             sizes[split].append(len(audio))
         with open(os.path.join(root, f"{split}.tsv"), "w") as f:

@@ -7,20 +7,20 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import ManifestAudioDataset
 from fairseq_vqw2v.data.manifest import ManifestError
-from fairseq_vqw2v.data.unit_dataset import UnitFileError, load_units
+from fairseq_vqw2v.data.unit_dataset import load_units
+from fairseq_vqw2v.data.unit_files import UnitFileError
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
 from fairseq.data import Dictionary
 
-from _manifests_util import tone
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 from test_checkpoint_safety import fairseq_envelope
 
@@ -37,18 +37,8 @@ def vq_checkpoint(path, data):
     return str(path)
 
 
-def write_manifest(root, audio, counts=None):
-    """``root/test.tsv`` over ``{i}.wav`` files holding ``audio`` (list of T or T x C arrays)."""
-    rows = []
-    for i, wav in enumerate(audio):
-        sf.write(root / f"{i}.wav", wav, 16000, subtype="FLOAT")
-        rows.append(f"{i}.wav\t{len(wav) if counts is None else counts[i]}")
-    (root / "test.tsv").write_text(f"{root}\n" + "".join(r + "\n" for r in rows))
-    return str(root / "test.tsv")
-
-
-def with_nan(seconds=0.5):
-    wav = tone(seconds)
+def with_nan(noise, seconds=0.5):
+    wav = noise(seconds)
     wav[100] = np.nan
     return wav
 
@@ -59,12 +49,12 @@ def with_nan(seconds=0.5):
     ("stereo", "1.wav has 2 channels, expected 1"),
     ("count", "1.wav has 8000 samples, the manifest says 9000"),
 ])
-def test_audio_dataset_checks_what_it_reads(tmp_path, case, message):
-    bad = {"nan": with_nan(), "inf": np.full(8000, np.inf, dtype=np.float32),
-           "stereo": np.stack([tone(0.5), tone(0.5, seed=1)], axis=1), "count": tone(0.5)}[case]
+def test_audio_dataset_checks_what_it_reads(tmp_path, write_manifest, noise, case, message):
+    bad = {"nan": with_nan(noise), "inf": np.full(8000, np.inf, dtype=np.float32),
+           "stereo": np.stack([noise(0.5), noise(0.5, seed=1)], axis=1), "count": noise(0.5)}[case]
     counts = [8000, 9000] if case == "count" else None
-    manifest = write_manifest(tmp_path, [tone(0.5), bad], counts)
-    dataset = ManifestAudioDataset(manifest, sample_rate=16000, shuffle=False)
+    manifest = write_manifest(tmp_path, [noise(0.5), bad], counts=counts)
+    dataset = ManifestAudioDataset(manifest, sample_rate=SAMPLE_RATE, shuffle=False)
     assert len(dataset[0]["source"]) == 8000
     with pytest.raises(ManifestError) as e:
         dataset[1]
@@ -72,24 +62,24 @@ def test_audio_dataset_checks_what_it_reads(tmp_path, case, message):
     assert message in str(e.value)
 
 
-def test_wrong_sample_rate_is_named(tmp_path):
-    manifest = write_manifest(tmp_path, [tone(0.5)])
+def test_wrong_sample_rate_is_named(tmp_path, write_manifest, noise):
+    manifest = write_manifest(tmp_path, [noise(0.5)])
     with pytest.raises(ManifestError, match=r"test\.tsv:2: .*0\.wav has sample rate 16000, the task "
                        r"expects 8000"):
         ManifestAudioDataset(manifest, sample_rate=8000)[0]
 
 
-def test_empty_manifest_is_an_error(tmp_path):
+def test_empty_manifest_is_an_error(tmp_path, write_manifest, noise):
     (tmp_path / "train.tsv").write_text(f"{tmp_path}\n")
     with pytest.raises(ManifestError, match=r"train\.tsv: no utterances$"):
-        ManifestAudioDataset(str(tmp_path / "train.tsv"), sample_rate=16000)
-    write_manifest(tmp_path, [tone(0.1)])
+        ManifestAudioDataset(str(tmp_path / "train.tsv"), sample_rate=SAMPLE_RATE)
+    write_manifest(tmp_path, [noise(0.1)])
     with pytest.raises(ManifestError, match="no utterances of at least 4000 samples"):
-        ManifestAudioDataset(str(tmp_path / "test.tsv"), sample_rate=16000, min_sample_size=4000)
+        ManifestAudioDataset(str(tmp_path / "test.tsv"), sample_rate=SAMPLE_RATE, min_sample_size=4000)
 
 
-def test_quantize_refuses_nan_audio(tmp_path, capsys):
-    manifest = write_manifest(tmp_path, [tone(0.5), with_nan()])
+def test_quantize_refuses_nan_audio(tmp_path, capsys, write_manifest, noise):
+    manifest = write_manifest(tmp_path, [noise(0.5), with_nan(noise)])
     checkpoint = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
     rc = quantize_main(["--checkpoint", checkpoint, "--manifest-dir", str(tmp_path),
                         "--splits", "test", "--dest", str(tmp_path / "units")])
@@ -125,8 +115,8 @@ def featurize_args(tmp_path, vq, bert):
             "--split", "test", "--dest", str(tmp_path / "out")]
 
 
-def test_featurize_refuses_bert_of_other_units(tmp_path, capsys):
-    write_manifest(tmp_path, [tone(0.5), tone(0.5, seed=1)])
+def test_featurize_refuses_bert_of_other_units(tmp_path, capsys, write_manifest, noise):
+    write_manifest(tmp_path, [noise(0.5), noise(0.5, seed=1)])
     vq = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
     bert = bert_checkpoint(tmp_path / "bert", [f"{a}-{b}" for a in range(100, 106) for b in range(6)])
     assert featurize_main(featurize_args(tmp_path, vq, bert)) == 1
@@ -135,8 +125,10 @@ def test_featurize_refuses_bert_of_other_units(tmp_path, capsys):
     assert os.listdir(tmp_path / "out") == []  # no temporary file left behind
 
 
-def test_featurize_refuses_nan_audio_and_leaves_no_temporary_file(tmp_path, capsys):
-    manifest = write_manifest(tmp_path, [tone(0.5), with_nan()])
+def test_featurize_refuses_nan_audio_and_leaves_no_temporary_file(
+    tmp_path, capsys, write_manifest, noise
+):
+    manifest = write_manifest(tmp_path, [noise(0.5), with_nan(noise)])
     vq = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
     bert = bert_checkpoint(tmp_path / "bert", [f"{a}-{b}" for a in range(6) for b in range(6)])
     assert featurize_main(featurize_args(tmp_path, vq, bert)) == 1

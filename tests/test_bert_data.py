@@ -9,12 +9,8 @@ import torch
 
 from fairseq.data import Dictionary
 
-from fairseq_vqw2v.data.unit_dataset import (
-    SpanMaskedUnitDataset,
-    UnitFileError,
-    load_units,
-    read_unit_file,
-)
+from fairseq_vqw2v.data.unit_dataset import SpanMaskedUnitDataset, load_units
+from fairseq_vqw2v.data.unit_files import UnitFileError, add_mask, read_unit_file
 from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
 
 
@@ -79,7 +75,7 @@ def test_binarized_units_equal_src_units(units, tmp_path):
 
 def _masked(folder, **kwargs):
     d = Dictionary.load(str(folder / "dict.txt"))
-    mask_idx = d.add_symbol("<mask>")
+    mask_idx = add_mask(d)
     base = load_units(str(folder), "train", d)
     args = dict(tokens_per_sample=64, seed=7, mask_prob=0.05, mask_length=10)
     args.update(kwargs)

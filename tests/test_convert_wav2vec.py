@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from fairseq import checkpoint_utils, options
 from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion
@@ -13,6 +12,7 @@ from fairseq.tasks import TASK_REGISTRY
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
 
 import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.checkpoint import fairseq_safe_globals
 from fairseq_vqw2v.cli.convert import main as convert_main
 from fairseq_vqw2v.interop.wav2vec import convert_wav2vec_checkpoint
@@ -30,17 +30,12 @@ VQ_FLAGS = {
 }
 
 
-def _write_corpus(root):
+def _tones(count=4):
+    """One second of a distinct tone in noise per utterance."""
     rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    rows = []
-    for i in range(4):
-        audio = 0.3 * np.sin(2 * np.pi * (150 + 90 * i) * t) + 0.05 * rng.standard_normal(t.size)
-        sf.write(root / f"{i}.wav", audio.astype(np.float32), 16000)
-        rows.append(f"{i}.wav\t{t.size}")
-    for split in ("train", "valid"):
-        (root / f"{split}.tsv").write_text(f"{root}\n" + "\n".join(rows) + "\n")
-    return np.stack([sf.read(root / f"{i}.wav", dtype="float32")[0] for i in range(2)])
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    return [(0.3 * np.sin(2 * np.pi * (150 + 90 * i) * t) + 0.05 * rng.standard_normal(t.size))
+            .astype(np.float32) for i in range(count)]
 
 
 def _train_reference(data, save_dir, vq_type):
@@ -97,9 +92,12 @@ def _loss(model, source, infonce, seed):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, write_manifest):
     root = tmp_path_factory.mktemp("audio")
-    return root, torch.from_numpy(_write_corpus(root))
+    audio = _tones()
+    for split in ("train", "valid"):
+        write_manifest(root, audio, split)
+    return root, torch.from_numpy(np.stack(audio[:2]))
 
 
 @pytest.fixture(scope="module")

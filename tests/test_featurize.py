@@ -9,26 +9,24 @@ import soundfile as sf
 import torch
 
 from fairseq_vqw2v.cli.featurize import main as featurize_main
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
-from fairseq_vqw2v.features import UnitBertFeaturizer, feature_index, load_unit_bert
+from fairseq_vqw2v.data.feature_files import feature_index
+from fairseq_vqw2v.data.unit_files import codes_to_tokens
+from fairseq_vqw2v.features import UnitBertFeaturizer, load_unit_bert
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
-from fairseq_vqw2v.units import codes_to_tokens, encode_batch
 
 VQ_VARS = 6  # 36 possible units: all of them go in the dictionary
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, write_manifest, noise):
     root = tmp_path_factory.mktemp("featurize")
-    rng = np.random.default_rng(0)
-    lengths = [16000, 4000, 9000]
-    rows = []
-    for i, n in enumerate(lengths):
-        sf.write(root / f"u{i}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
-        rows.append(f"u{i}.wav\t{n}")
-    (root / "test.tsv").write_text(f"{root}\n" + "\n".join(rows) + "\n")
+    audio = [noise(seconds, seed) for seed, seconds in enumerate([1.0, 0.25, 0.5625])]
+    lengths = [len(a) for a in audio]
+    write_manifest(root, audio, "test", "u")
 
     torch.manual_seed(0)
     vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(16, 10, 5), (16, 8, 4)]",
@@ -95,9 +93,9 @@ def test_featurize_from_a_units_folder_equals_featurize_from_audio(setup, capsys
     units = root / "units"
     units.mkdir()
     # the codes of one padded batch of all three, as featurize computes them from the audio
-    dataset = full_utterance_dataset(str(root), "test", {"sample_rate": 16000, "normalize": False})
+    dataset = full_utterance_dataset(str(root), "test", {"sample_rate": SAMPLE_RATE, "normalize": False})
     net_input = dataset.collater([dataset[i] for i in range(len(dataset))])["net_input"]
-    codes = encode_batch(vq, net_input["source"], net_input["padding_mask"])
+    codes = vq.encode(net_input["source"], net_input["padding_mask"])
     (units / "test.src").write_text("".join(" ".join(codes_to_tokens(c)) + "\n" for c in codes))
     bert = str(root / "bert" / "bert.pt")
     common = ["--manifest-dir", str(root), "--split", "test", "--bert-checkpoint", bert]

@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.manifest import (
     REASONS,
     ManifestError,
@@ -39,17 +40,17 @@ def make_bad(path, kind):
         with open(path, "wb") as f:
             f.write(b"RIFF but not really a wav file")
     elif kind == "empty":
-        sf.write(path, np.zeros(0, dtype=np.float32), 16000)
+        sf.write(path, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     elif kind == "too short":
-        sf.write(path, tone()[: DEFAULT_MIN_SAMPLES - 1], 16000)
+        sf.write(path, tone()[: DEFAULT_MIN_SAMPLES - 1], SAMPLE_RATE)
     elif kind == "wrong sample rate":
         sf.write(path, tone(rate=8000), 8000)
     elif kind == "multi-channel":
-        sf.write(path, np.stack([tone(), tone(seed=1)], axis=1), 16000)
+        sf.write(path, np.stack([tone(), tone(seed=1)], axis=1), SAMPLE_RATE)
     elif kind == "non-finite samples":
         data = tone()
         data[1000] = np.nan
-        sf.write(path, data, 16000, subtype="FLOAT")
+        sf.write(path, data, SAMPLE_RATE, subtype="FLOAT")
     return path
 
 
@@ -155,7 +156,7 @@ def test_check_audio_finds_non_finite_sample_past_the_first_block(tmp_path, monk
     data = tone()
     data[-1] = np.inf
     path = str(tmp_path / "inf.wav")
-    sf.write(path, data, 16000, subtype="FLOAT")
+    sf.write(path, data, SAMPLE_RATE, subtype="FLOAT")
     assert check_audio(path, DEFAULT_MIN_SAMPLES) == (3200, "non-finite samples")
 
 
@@ -249,8 +250,8 @@ def test_process_pool_gives_the_same_checks_in_order(tmp_path, capsys):
 
     paths = [write_audio(tmp_path / f"{i:03d}.wav", 0.03 + 0.001 * i, seed=i) for i in range(70)]
     paths[33] = make_bad(tmp_path / "bad.wav", "multi-channel")
-    serial = check_all(paths, DEFAULT_MIN_SAMPLES, 16000, workers=1)
-    pooled = check_all(paths, DEFAULT_MIN_SAMPLES, 16000, workers=2)
+    serial = check_all(paths, DEFAULT_MIN_SAMPLES, SAMPLE_RATE, workers=1)
+    pooled = check_all(paths, DEFAULT_MIN_SAMPLES, SAMPLE_RATE, workers=2)
     assert pooled == serial
     assert serial[33][1] == "multi-channel"
     assert serial[0] == (480, None)
@@ -321,6 +322,6 @@ def test_cli_exit_status_and_messages(tmp_path):
     assert failed.returncode == 2
     assert "checking audio" in failed.stderr
     assert failed.stderr.splitlines()[-1] == (
-        f"error: {os.path.realpath(bad)}: wrong sample rate (8000 Hz, expected 16000)"
+        f"error: {os.path.realpath(bad)}: wrong sample rate (8000 Hz, expected {SAMPLE_RATE})"
     )
     assert failed.stdout == "" and not (tmp_path / "o").exists()

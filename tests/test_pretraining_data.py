@@ -3,29 +3,22 @@ errors that name the manifest line and the file."""
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import ManifestAudioDataset
 from fairseq_vqw2v.data.manifest import ManifestError
 from fairseq_vqw2v.tasks.pretraining import PretrainingConfig, PretrainingTask
 
 
-def write_manifest(root, lengths, rate=16000, name="train"):
-    rows = []
-    for i, n in enumerate(lengths):
-        # a ramp makes every sample's position recoverable from its value
-        sf.write(root / f"u{i}.wav", (np.arange(n) / 2**16 + i / 10).astype(np.float32), rate,
-                 subtype="FLOAT")
-        rows.append(f"u{i}.wav\t{n}")
-    path = root / f"{name}.tsv"
-    path.write_text(f"{root}\n" + "\n".join(rows) + "\n")
-    return str(path)
+def ramps(lengths):
+    # a ramp makes every sample's position recoverable from its value
+    return [(np.arange(n) / 2**16 + i / 10).astype(np.float32) for i, n in enumerate(lengths)]
 
 
-def test_crop_batches_to_shortest_reproducibly_per_epoch(tmp_path):
-    path = write_manifest(tmp_path, [3000, 5000, 8000])
-    dataset = ManifestAudioDataset(path, 16000, max_sample_size=4000, seed=3)
+def test_crop_batches_to_shortest_reproducibly_per_epoch(tmp_path, write_manifest):
+    path = write_manifest(tmp_path, ramps([3000, 5000, 8000]), "train", "u")
+    dataset = ManifestAudioDataset(path, SAMPLE_RATE, max_sample_size=4000, seed=3)
     batch = dataset.collater([dataset[i] for i in range(3)])
     assert batch["net_input"]["source"].shape == (3, 3000)
     assert "padding_mask" not in batch["net_input"] and batch["target"] is None
@@ -43,9 +36,9 @@ def test_crop_batches_to_shortest_reproducibly_per_epoch(tmp_path):
     assert len(starts) > 1  # the crop moves between epochs
 
 
-def test_padding_mask_and_full_utterances(tmp_path):
-    path = write_manifest(tmp_path, [3000, 5000, 8000])
-    dataset = ManifestAudioDataset(path, 16000, max_sample_size=6000, pad=True)
+def test_padding_mask_and_full_utterances(tmp_path, write_manifest):
+    path = write_manifest(tmp_path, ramps([3000, 5000, 8000]), "train", "u")
+    dataset = ManifestAudioDataset(path, SAMPLE_RATE, max_sample_size=6000, pad=True)
     net_input = dataset.collater([dataset[i] for i in range(3)])["net_input"]
     assert net_input["source"].shape == (3, 6000)
     assert net_input["padding_mask"].sum(-1).tolist() == [3000, 1000, 0]
@@ -56,17 +49,17 @@ def test_padding_mask_and_full_utterances(tmp_path):
     assert dataset.size(2) == 8000
 
 
-def test_min_sample_size_skips_and_batches_keep_every_utterance(tmp_path):
-    path = write_manifest(tmp_path, [500, 3000, 5000, 8000, 4000, 6000])
-    dataset = ManifestAudioDataset(path, 16000, min_sample_size=1000)
+def test_min_sample_size_skips_and_batches_keep_every_utterance(tmp_path, write_manifest):
+    path = write_manifest(tmp_path, ramps([500, 3000, 5000, 8000, 4000, 6000]), "train", "u")
+    dataset = ManifestAudioDataset(path, SAMPLE_RATE, min_sample_size=1000)
     assert len(dataset) == 5 and dataset.location(0).endswith("train.tsv:3")
     batches = dataset.batch_by_size(dataset.ordered_indices(), max_tokens=16000,
                                     required_batch_size_multiple=8)
     assert sorted(np.concatenate(batches).tolist()) == list(range(5))
 
 
-def test_task_loads_split_and_names_bad_lines(tmp_path):
-    write_manifest(tmp_path, [3000, 5000])
+def test_task_loads_split_and_names_bad_lines(tmp_path, write_manifest):
+    write_manifest(tmp_path, ramps([3000, 5000]), "train", "u")
     task = PretrainingTask.setup_task(PretrainingConfig(data=str(tmp_path), seed=1))
     task.load_dataset("train")
     assert len(task.dataset("train")) == 2
@@ -77,24 +70,24 @@ def test_task_loads_split_and_names_bad_lines(tmp_path):
         task.load_dataset("test")
 
 
-def test_missing_or_wrong_rate_audio_names_manifest_line_and_file(tmp_path):
-    path = write_manifest(tmp_path, [3000, 5000])
+def test_missing_or_wrong_rate_audio_names_manifest_line_and_file(tmp_path, write_manifest):
+    path = write_manifest(tmp_path, ramps([3000, 5000]), "train", "u")
     (tmp_path / "u1.wav").unlink()
-    dataset = ManifestAudioDataset(path, 16000)
+    dataset = ManifestAudioDataset(path, SAMPLE_RATE)
     assert dataset[0]["source"].shape == (3000,)
     with pytest.raises(ManifestError, match=rf"train\.tsv:3: cannot read audio {tmp_path}/u1\.wav"):
         dataset[1]
-    path = write_manifest(tmp_path, [3000], rate=8000, name="valid")
+    path = write_manifest(tmp_path, ramps([3000]), "valid", "u", sample_rate=8000)
     with pytest.raises(ManifestError, match=r"valid\.tsv:2: .*u0\.wav has sample rate 8000"):
-        ManifestAudioDataset(path, 16000)[0]
+        ManifestAudioDataset(path, SAMPLE_RATE)[0]
 
 
-def test_padded_batches_match_fairseq_file_audio_dataset(tmp_path):
+def test_padded_batches_match_fairseq_file_audio_dataset(tmp_path, write_manifest):
     from fairseq.data import FileAudioDataset
 
-    path = write_manifest(tmp_path, [3000, 5000, 8000])
-    ours = ManifestAudioDataset(path, 16000, pad=True, normalize=True)
-    reference = FileAudioDataset(path, 16000, pad=True, normalize=True)
+    path = write_manifest(tmp_path, ramps([3000, 5000, 8000]), "train", "u")
+    ours = ManifestAudioDataset(path, SAMPLE_RATE, pad=True, normalize=True)
+    reference = FileAudioDataset(path, SAMPLE_RATE, pad=True, normalize=True)
     assert list(ours.sizes) == list(reference.sizes)
     a = ours.collater([ours[i] for i in range(3)])
     b = reference.collater([reference[i] for i in range(3)])

@@ -13,8 +13,8 @@ import fairseq_vqw2v  # noqa: F401
 from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
 from fairseq_vqw2v.cli import quantize
 from fairseq_vqw2v.data.manifest import read_manifest
+from fairseq_vqw2v.data.unit_files import read_dictionary_counts, tokens_to_codes
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
-from fairseq_vqw2v.units import read_dictionary_counts, tokens_to_codes
 
 from _pretraining_util import BIN, USER_DIR, run, train_command, train_losses, write_corpus
 
@@ -47,17 +47,20 @@ def load_model(checkpoint):
 
 
 def test_gumbel_training_loss_decreases(gumbel_run):
-    _, stats = gumbel_run
+    save, stats = gumbel_run
     assert sorted(stats) == list(range(1, UPDATES + 1))
     losses = [float(stats[u]["loss"]) for u in sorted(stats)]
     assert all(math.isfinite(x) for x in losses)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.8 * first, losses
+    # a run's values cannot be known in advance (test_pretraining_criterion checks them against
+    # fairseq and by hand); here, that the run logs them, within what its codebook allows
+    cfg = load_model(save / "checkpoint_last.pt").cfg
     for u in stats.values():
-        assert 1.0 <= float(u["code_perplexity"]) <= 640
-        assert float(u["prob_perplexity"]) <= 640
-        assert 0.0 <= float(u["accuracy"]) <= 1.0
-        assert 1 <= float(u["distinct_codes"]) <= 320 * 320
+        assert {"accuracy", "temp"} <= set(u)
+        assert 1.0 <= float(u["code_perplexity"]) <= cfg.vq_groups * cfg.vq_vars
+        assert float(u["prob_perplexity"]) <= cfg.vq_groups * cfg.vq_vars
+        assert 1 <= float(u["distinct_codes"]) <= cfg.vq_vars**cfg.vq_groups
 
 
 def test_resume_from_checkpoint_last_continues_identically(corpus, gumbel_run, tmp_path):

@@ -7,6 +7,7 @@ import torch
 from fairseq.data import Dictionary, MaskTokensDataset
 
 from fairseq_vqw2v.data.span_mask import corrupt, num_span_starts, span_mask
+from fairseq_vqw2v.data.unit_files import add_mask
 
 
 def _runs(mask):
@@ -58,7 +59,7 @@ def test_fairseq_semantics_reproduce_masked_lm_exactly(stdev):
     vocab = Dictionary()
     for i in range(20):
         vocab.add_symbol(str(i))
-    mask_idx = vocab.add_symbol("<mask>")
+    mask_idx = add_mask(vocab)
     items = [torch.randint(4, 24, (n,)) for n in (7, 60, 200, 513)]
     targets = MaskTokensDataset(
         items, vocab, pad_idx=vocab.pad(), mask_idx=mask_idx, return_masked_tokens=True,

@@ -15,12 +15,38 @@ from fairseq.examples.hubert.measure_teacher_quality import comp_joint_prob
 
 from fairseq_vqw2v import unit_quality as uq
 from fairseq_vqw2v.cli import quantize
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.manifest import read_manifest
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 from fairseq_vqw2v.modules.logmel import LogMelFilterbank
+from fairseq_vqw2v.modules.perplexity import perplexity
 from manifests import synth
 
 from test_checkpoint_safety import fairseq_envelope
+
+
+def test_usage_stats_and_plot(tmp_path):
+    # group 0 uses codes 0 and 1 equally, group 1 always code 5
+    counts = Counter({"0-5": 50, "1-5": 50})
+    stats = uq.usage_stats(counts, num_vars=320, groups=2)
+    assert stats["tokens"] == 100 and stats["distinct_tokens"] == 2
+    assert stats["distinct_codes_per_group"] == [2, 1]
+    assert stats["code_perplexity"] == pytest.approx(2.0 + 1.0)
+    assert stats["token_perplexity"] == pytest.approx(2.0)
+    assert stats["bitrate"] == pytest.approx(100 * 2 * math.log2(320))
+    assert stats["possible_tokens"] == 102400 and stats["max_code_perplexity"] == 640
+    uq.plot_code_frequencies(counts, str(tmp_path / "freq.png"))
+    assert (tmp_path / "freq.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_usage_perplexity_is_the_quantizers_perplexity():
+    # 3:1 in group 0, uniform over 4 in group 1: exp(H) = 4 / 3^0.75 and 4
+    counts = Counter({"0-0": 3, "0-1": 3, "0-2": 3, "1-3": 3})
+    probs = torch.tensor([[9, 3, 0, 0], [3, 3, 3, 3]], dtype=torch.float64) / 12
+    expected = 4 / 3 ** 0.75 + 4
+    assert perplexity(probs).item() == pytest.approx(expected, rel=1e-6)
+    assert uq.usage_stats(counts, num_vars=4, groups=2)["code_perplexity"] == pytest.approx(
+        expected, rel=1e-12)
 
 
 def table(rows, phones=None, units=None):
@@ -56,6 +82,19 @@ def test_measures_extremes():
     assert split["unit_purity"] < merged["unit_purity"]
     with pytest.raises(ValueError, match="no frames"):
         uq.phone_measures(table([[0]]))
+
+
+def plain_pnmi(phone_lines, unit_lines):
+    """I(phone; unit) / H(phone) of the frames, counted without the module's table."""
+    pairs = Counter((p, u) for ps, us in zip(phone_lines, unit_lines) for p, u in zip(ps, us))
+    total = sum(pairs.values())
+    p_phone, p_unit = Counter(), Counter()
+    for (phone, unit), n in pairs.items():
+        p_phone[phone] += n / total
+        p_unit[unit] += n / total
+    mi = sum(n / total * math.log(n / total / (p_phone[phone] * p_unit[unit]))
+             for (phone, unit), n in pairs.items())
+    return mi / -sum(p * math.log(p) for p in p_phone.values())
 
 
 def test_cooccurrence_agrees_with_fairseq_and_plain_formulas(tmp_path):
@@ -152,7 +191,7 @@ def test_synth_alignments_match_phones_and_audio(corpus):
             assert [p for p, _ in segments if p != synth.SILENCE_PHONE] == phones[i].split()
             # audio ends at the last end time, or inside the final pau (kal16)
             assert segments[-1][0] == synth.SILENCE_PHONE
-            assert segments[-2][1] < num_samples / 16000 <= segments[-1][1] + 0.01
+            assert segments[-2][1] < num_samples / SAMPLE_RATE <= segments[-1][1] + 0.01
 
 
 def test_alignment_frames_follow_the_audio(corpus):
@@ -196,12 +235,14 @@ def test_logmel_baseline_is_seeded_and_beats_chance(corpus):
 def test_quantize_report_measures_units_against_phones(corpus, tmp_path, capsys):
     torch.manual_seed(0)
     cfg = arch_config("vq_wav2vec_tiny", vq_vars=8)
+    model = VqWav2VecModel(cfg)
     checkpoint = str(tmp_path / "vq.pt")
     torch.save(fairseq_envelope(
         {"common": {"seed": 1}, "model": {**dataclasses.asdict(cfg), "_name": "vq_wav2vec"}, "criterion": None,
          "task": {"_name": "vqw2v_pretraining", "data": str(corpus)},
          "checkpoint": {"save_dir": str(tmp_path), "restore_file": "checkpoint_last.pt"}},
-        VqWav2VecModel(cfg).state_dict()), checkpoint)
+        model.state_dict()), checkpoint)
+    window = uq.frame_window(model.output_lengths)
     dest = tmp_path / "units"
     assert quantize.main(["--checkpoint", checkpoint, "--manifest-dir", str(corpus),
                           "--splits", "valid,test", "--dest", str(dest), "--report"]) in (0, None)
@@ -216,7 +257,10 @@ def test_quantize_report_measures_units_against_phones(corpus, tmp_path, capsys)
         assert phones["units"]["units"] == len(tokens) == phones["logmel_kmeans"]["k"]
         assert phones["logmel_kmeans"]["fit_split"] == "train"
         assert phones["beats_baseline"] == (phones["units"]["pnmi"] > phones["logmel_kmeans"]["pnmi"])
-        assert 0 <= phones["units"]["pnmi"] <= 1
+        units = [line.split() for line in (dest / f"{split}.src").read_text().splitlines()]
+        alignments = uq.read_alignments(str(corpus / f"{split}.{uq.ALIGN_EXT}"))
+        labels = [uq.frame_phones(a, len(u), window) for a, u in zip(alignments, units)]
+        assert phones["units"]["pnmi"] == pytest.approx(plain_pnmi(labels, units), abs=1e-6)
         assert (dest / f"{split}.phones.png").stat().st_size > 1000
         assert f"{split}: units PNMI {phones['units']['pnmi']:.3f}" in out
     # a split without an alignment gets the usage report only

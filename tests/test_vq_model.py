@@ -8,7 +8,7 @@ from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
 
 import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
 from fairseq_vqw2v.interop.wav2vec import convert_state_dict
-from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel, arch_config
+from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel, arch_config, codebook_shape
 
 SMALL = dict(
     conv_feature_layers="[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]",
@@ -64,6 +64,32 @@ def test_shapes_and_output_lengths(vq_type):
     assert set(out) == keys | {"cpc_logits", "cpc_targets"}
     if vq_type != "none":
         assert torch.equal(out["codes"], feats["idx"])
+
+
+@pytest.mark.parametrize("vq_type", ["gumbel", "kmeans"])
+def test_encode_gives_each_utterance_its_codes_without_padding(vq_type):
+    model = _model(vq_type=vq_type).eval()
+    short, long = torch.randn(2500), torch.randn(4000)
+    batch = torch.stack([torch.cat([short, torch.zeros(1500)]), long])
+    mask = torch.zeros(2, 4000, dtype=torch.bool)
+    mask[0, 2500:] = True
+    codes = model.encode(batch, mask)
+    for c, audio in zip(codes, (short, long)):
+        assert torch.equal(c, model.extract_features(audio[None])["idx"][0])
+    assert [len(c) for c in model.encode(long[None])] == model.output_lengths(torch.tensor([4000])).tolist()
+    with pytest.raises(ValueError, match="vq_type none"):
+        _model(vq_type="none").encode(batch, mask)
+
+
+def test_codebook_shape_needs_a_quantizing_vq_wav2vec_model():
+    tiny = "[(16, 10, 5), (16, 8, 4)]"
+    model = VqWav2VecModel(arch_config("vq_wav2vec_tiny", conv_feature_layers=tiny, vq_vars=40))
+    assert codebook_shape(model) == (40, 2)
+    with pytest.raises(ValueError, match="vq_type none"):
+        codebook_shape(VqWav2VecModel(arch_config("vq_wav2vec_tiny", vq_type="none")))
+    reference = Wav2VecModel(Wav2VecConfig(conv_feature_layers=tiny, infonce=False))
+    with pytest.raises(ValueError, match="cli.convert"):
+        codebook_shape(reference)
 
 
 @pytest.mark.parametrize("infonce", [False, True])
@@ -177,7 +203,7 @@ def test_combine_groups_shares_one_codebook(vq_type):
 def test_kmeans_loss_and_straight_through_gradient():
     model = _model(vq_type="kmeans", vq_gamma=0.5).train()
     out = model(torch.randn(2, 4000))
-    assert out["kmeans_loss"] > 0 and out["num_vars"] == 8
+    assert out["kmeans_loss"] > 0 and out["num_vars"] == 2 * 8  # G x V, as the Gumbel one
     out["kmeans_loss"].backward()
     assert model.vector_quantizer.embedding.grad.abs().sum() > 0
     model.zero_grad()

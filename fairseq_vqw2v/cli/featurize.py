@@ -9,8 +9,8 @@
 
 writes ``{split}.feats.npy`` (all utterances' frames concatenated, T_total x C, float16, a
 memory-mappable ``.npy``) and ``{split}.lengths`` (frames per utterance, one line per manifest
-line, same order); :func:`fairseq_vqw2v.features.feature_index` opens them, and the acoustic
-model reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
+line, same order), the format of :mod:`fairseq_vqw2v.data.feature_files`; the acoustic model
+reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
 Transformer layer's output (``--layer N``: layer N), one vector per vq-wav2vec frame (10 ms);
 utterances longer than BERT's positions are encoded in consecutive windows (see
 :class:`fairseq_vqw2v.features.UnitBertFeaturizer`). Runs on CPU by default; no data parallelism.
@@ -22,7 +22,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -31,10 +30,10 @@ from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches
+from ..data.feature_files import write_features
 from ..data.manifest import read_manifest
 from ..features import UnitBertFeaturizer
-from ..models.vq_wav2vec import load_vq_wav2vec
-from ..units import load_quantizer
+from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 
@@ -50,6 +49,12 @@ def check_unknown_units(featurizer: UnitBertFeaturizer, args) -> None:
             f"--max-unknown-units {args.max_unknown_units:.0%}): was the BERT trained on units "
             "of this quantizer?"
         )
+
+
+def _checking_unknown_units(batches, featurizer: UnitBertFeaturizer, args):
+    for batch, outputs in batches:
+        check_unknown_units(featurizer, args)
+        yield batch, outputs
 
 
 class AggregatorFeaturizer:
@@ -110,31 +115,11 @@ def featurize(args) -> str:
         featurizer = AggregatorFeaturizer(vq_model)
         lengths, batches = _audio_batches(args, vq_model, task_cfg, featurizer)
         what = "vq-wav2vec aggregator output c"
-    # frame counts first, so the output can be one preallocated memmap in manifest order
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    os.makedirs(args.dest, exist_ok=True)
-    feats_path = os.path.join(args.dest, f"{args.split}.feats.npy")
-    tmp_path = feats_path + ".tmp.npy"
-    try:
-        feats = np.lib.format.open_memmap(
-            tmp_path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), featurizer.dim)
-        )
-        for batch, outputs in tqdm(batches, desc=f"featurize {args.split}", unit="batch"):
-            if args.bert_checkpoint:
-                check_unknown_units(featurizer, args)
-            for i, f in zip(batch, outputs):
-                if len(f) != lengths[i]:
-                    raise RuntimeError(f"utterance {i}: {len(f)} frames, expected {lengths[i]}")
-                feats[offsets[i] : offsets[i + 1]] = f.cpu().numpy().astype(np.float16)
-        feats.flush()
-        del feats
-        os.replace(tmp_path, feats_path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-    with open(os.path.join(args.dest, f"{args.split}.lengths"), "w") as f:
-        f.write("".join(f"{n}\n" for n in lengths))
-    return (f"featurized {len(lengths)} utterances of {args.split} ({offsets[-1]} frames, "
+    if args.bert_checkpoint:
+        batches = _checking_unknown_units(batches, featurizer, args)
+    feats_path = write_features(args.dest, args.split, lengths, featurizer.dim,
+                                tqdm(batches, desc=f"featurize {args.split}", unit="batch"))
+    return (f"featurized {len(lengths)} utterances of {args.split} ({sum(lengths)} frames, "
             f"{featurizer.dim}-dim, {what}) -> {feats_path} in {time.time() - start:.1f} s")
 
 

@@ -35,18 +35,14 @@ from . import run
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches
 from ..data.manifest import duration_summary
-from ..unit_quality import frame_window, phone_report
-from ..units import (
-    codebook_shape,
+from ..data.unit_files import (
     codes_to_tokens,
-    encode_batch,
-    load_quantizer,
-    plot_code_frequencies,
     read_dictionary_counts,
-    usage_stats,
     write_dictionary,
     write_unit_lines,
 )
+from ..models.vq_wav2vec import codebook_shape, load_quantizer
+from ..unit_quality import frame_window, phone_report, plot_code_frequencies, usage_stats
 
 logger = logging.getLogger("fairseq_vqw2v.quantize")
 
@@ -61,7 +57,7 @@ def quantize_split(model, dataset, indices, max_samples, device, desc):
         collated = dataset.collater([dataset[i] for i in batch])
         net_input = collated["net_input"]
         source = net_input["source"].to(device)
-        codes = encode_batch(model, source, net_input["padding_mask"].to(device))
+        codes = model.encode(source, net_input["padding_mask"].to(device))
         for i, c in zip(batch, codes):
             tokens[i] = codes_to_tokens(c)
     return tokens

@@ -1,1 +1,2 @@
-"""Datasets, manifest reading and checks, masking and label encoding (no fairseq registry code)."""
+"""Datasets, manifest reading and checks, masking, label encoding, and the unit and feature file
+formats (no fairseq registry code)."""

@@ -20,10 +20,11 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from ..constants import FRAME_STRIDE, SAMPLE_RATE
-from ..units import tokens_to_codes
 from .audio_dataset import ManifestAudioDataset
 from .batching import KeepLastBatchMixin
+from .feature_files import feature_index
 from .manifest import ManifestError
+from .unit_files import read_unit_codes
 
 
 class AudioSource:
@@ -45,8 +46,6 @@ class FeatureSource:
     """Frames ``offsets[i]:offsets[i + 1]`` of a ``{split}.feats.npy`` written by featurize."""
 
     def __init__(self, folder: str, split: str, expected: int):
-        from ..features import feature_index
-
         if not os.path.exists(os.path.join(folder, f"{split}.lengths")):
             raise ManifestError(
                 f"{folder}/{split}.lengths: no features for split {split!r} "
@@ -79,17 +78,9 @@ class UnitSource:
                 f"{path}: no units for split {split!r} "
                 f"(write them with python -m fairseq_vqw2v.cli.quantize --splits {split})"
             )
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-        if len(lines) != expected:
-            raise ManifestError(f"{path}: {len(lines)} lines but the manifest has {expected}")
-        first = lines[0].split()[0] if lines and lines[0].split() else ""
-        self.groups = first.count("-") + 1
-        self.codes = []
-        for lineno, line in enumerate(lines, start=1):
-            if not line.split():
-                raise ManifestError(f"{path}:{lineno}: empty line (an utterance without units)")
-            self.codes.append(tokens_to_codes(line, self.groups, f"{path}:{lineno}"))
+        self.codes = read_unit_codes(path)
+        if len(self.codes) != expected:
+            raise ManifestError(f"{path}: {len(self.codes)} lines but the manifest has {expected}")
         self.frames = np.array([len(c) for c in self.codes], dtype=np.int64)
 
     def __len__(self):

@@ -1,14 +1,7 @@
-"""Datasets over discrete unit sequences: ``{split}.src`` token lines or fairseq binarized data.
+"""Datasets over discrete unit sequences: ``{split}.src`` token lines (the format of
+:mod:`.unit_files`) or fairseq binarized data."""
 
-A ``.src`` file holds one utterance per line, units as ``i0-i1`` tokens (G groups joined by ``-``;
-a single integer for G = 1), in the order of the manifest it was quantized from.
-"""
-
-import array
-import logging
 import os
-import re
-from typing import Tuple
 
 import numpy as np
 import torch
@@ -17,48 +10,7 @@ from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_ut
 
 from .batching import KeepLastBatchMixin
 from .span_mask import corrupt, span_mask
-
-logger = logging.getLogger(__name__)
-
-UNIT_TOKEN = re.compile(r"^\d+(-\d+)*$")
-
-
-class UnitFileError(ValueError):
-    """A malformed unit file; the message names the file and line."""
-
-
-def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.ndarray]:
-    """Reads a ``.src`` unit file into (all token ids concatenated, int32; line offsets, N + 1).
-
-    Units missing from ``dictionary`` become ``<unk>`` (counted and logged); tokens that are not
-    units, and empty lines, raise :class:`UnitFileError` naming ``path:line``. For corpora of
-    hundreds of millions of units, binarize once with fairseq-preprocess instead.
-    """
-    ids = array.array("i")
-    offsets = [0]
-    unk = dictionary.unk()
-    lookup = dictionary.indices
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            tokens = line.split()
-            if not tokens:
-                raise UnitFileError(f"{path}:{lineno}: empty line (an utterance without units)")
-            line_ids = [lookup.get(tok, -1) for tok in tokens]
-            for tok, idx in zip(tokens, line_ids):
-                if idx < 0 and not UNIT_TOKEN.match(tok):
-                    raise UnitFileError(
-                        f"{path}:{lineno}: {tok!r} is not a unit token (expected e.g. '12-305')"
-                    )
-            ids.extend(line_ids)
-            offsets.append(len(ids))
-    if len(offsets) == 1:
-        raise UnitFileError(f"{path}: no utterances (an empty unit file)")
-    tokens = np.frombuffer(ids, dtype=np.int32).copy()
-    unknown = int((tokens < 0).sum())
-    if unknown:
-        tokens[tokens < 0] = unk
-        logger.warning(f"{path}: {unknown} of {len(tokens)} units not in the dictionary: <unk>")
-    return tokens, np.asarray(offsets, dtype=np.int64)
+from .unit_files import UnitFileError, read_unit_file
 
 
 class UnitDataset(FairseqDataset):
@@ -112,16 +64,6 @@ class StripEosDataset(BaseWrapperDataset):
 
     def num_tokens(self, index):
         return self._sizes[index]
-
-
-def load_unit_dictionary(path: str) -> Dictionary:
-    """The quantizer's ``dict.txt``; missing or holding no unit is an error naming it."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
-    dictionary = Dictionary.load(path)
-    if len(dictionary) == dictionary.nspecial:
-        raise UnitFileError(f"{path}: empty unit dictionary (no unit: every unit would be <unk>)")
-    return dictionary
 
 
 def load_units(data_dir: str, split: str, dictionary: Dictionary):

@@ -132,12 +132,14 @@ class Wav2vecFrontend(nn.Module):
         return c.transpose(1, 2), vq.output_lengths(lengths)
 
 
-def _encode_units(upstreams: FrozenUpstreams, source, lengths) -> Tuple[torch.Tensor, torch.Tensor]:
-    """B x T audio -> (B x T' x G codes, B frame lengths) of the frozen quantizing vq_wav2vec."""
+def _encode_units(upstreams: FrozenUpstreams, source, lengths
+                  ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    """B x T audio -> (the T'_b x G codes of each utterance, B frame lengths), from the frozen
+    quantizing vq_wav2vec."""
     with torch.inference_mode():
-        codes = upstreams.vq.extract_features(*_vq_input(upstreams, source, lengths))["idx"]
-        frames = upstreams.vq.output_lengths(lengths)
-    return codes.clone(), frames.clone()
+        codes = upstreams.vq.encode(*_vq_input(upstreams, source, lengths))
+    frames = torch.tensor([len(c) for c in codes], device=source.device)
+    return [c.clone() for c in codes], frames
 
 
 class UnitFrontend(nn.Module):
@@ -159,7 +161,8 @@ class UnitFrontend(nn.Module):
 
     def forward(self, source, lengths):
         if source.dtype.is_floating_point:
-            source, lengths = _encode_units(self.upstreams, source, lengths)
+            codes, lengths = _encode_units(self.upstreams, source, lengths)
+            source = _pad(codes)
         if int(source.max()) >= self.num_vars:
             raise ValueError(f"unit code {int(source.max())} >= codebook size {self.num_vars}")
         x = torch.cat([embed(source[..., g]) for g, embed in enumerate(self.embed)], dim=-1)
@@ -195,9 +198,10 @@ class BertFrontend(nn.Module):
 
     def forward(self, source, lengths):
         if source.dtype.is_floating_point:
-            source, lengths = _encode_units(self.upstreams, source, lengths)
-        ids = [self.featurizer.token_ids(c[:n].cpu()).to(source.device)
-               for c, n in zip(source, lengths.tolist())]
+            codes, lengths = _encode_units(self.upstreams, source, lengths)
+        else:
+            codes = [c[:n] for c, n in zip(source, lengths.tolist())]
+        ids = [self.featurizer.token_ids(c.cpu()).to(source.device) for c in codes]
         if self.finetune and self.training and self.num_updates >= self.freeze_updates:
             self.featurizer.model.train()
             feats = self.featurizer.features(ids)
@@ -209,8 +213,9 @@ class BertFrontend(nn.Module):
         return _pad(feats), lengths
 
 
-def _pad(feats: List[torch.Tensor]) -> torch.Tensor:
-    return nn.utils.rnn.pad_sequence(feats, batch_first=True)
+def _pad(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """B tensors T_b x ... -> B x max T_b x ..., zero-padded."""
+    return nn.utils.rnn.pad_sequence(tensors, batch_first=True)
 
 
 class PrecomputedFrontend(nn.Module):

@@ -9,6 +9,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
 from ..modules.transformer import MaskedLMHead, TransformerEncoder, init_bert_params
+from ._arch import set_arch_defaults
 
 
 @dataclass
@@ -77,17 +78,9 @@ class UnitBertModel(BaseFairseqModel):
         return self.cfg.max_positions
 
 
-def _preset(cfg, **values):
-    """Sets the arch's values on fields the command line did not give (fairseq's argparse path
-    leaves those out of ``cfg``; the config's defaults fill the rest)."""
-    for name, value in values.items():
-        if getattr(cfg, name, None) is None:
-            setattr(cfg, name, value)
-
-
 @register_model_architecture("unit_bert", "unit_bert_large")
 def unit_bert_large(cfg):
-    _preset(
+    set_arch_defaults(
         cfg,
         encoder_layers=24,
         encoder_embed_dim=1024,
@@ -98,7 +91,7 @@ def unit_bert_large(cfg):
 
 @register_model_architecture("unit_bert", "unit_bert_base")
 def unit_bert_base(cfg):
-    _preset(
+    set_arch_defaults(
         cfg,
         encoder_layers=12,
         encoder_embed_dim=768,
@@ -109,7 +102,7 @@ def unit_bert_base(cfg):
 
 @register_model_architecture("unit_bert", "unit_bert_small")
 def unit_bert_small(cfg):
-    _preset(
+    set_arch_defaults(
         cfg,
         encoder_layers=12,
         encoder_embed_dim=512,
@@ -122,7 +115,7 @@ def unit_bert_small(cfg):
 
 @register_model_architecture("unit_bert", "unit_bert_tiny")
 def unit_bert_tiny(cfg):
-    _preset(
+    set_arch_defaults(
         cfg,
         encoder_layers=2,
         encoder_embed_dim=128,

@@ -19,6 +19,8 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from fairseq.models.wav2vec.wav2vec import Wav2VecModel
 from omegaconf import II
 
+from fairseq_vqw2v.data.manifest import receptive_field
+from fairseq_vqw2v.models._arch import set_arch_defaults
 from fairseq_vqw2v.modules.contrastive import ContrastivePredictor
 from fairseq_vqw2v.modules.conv_aggregator import ConvAggregator
 from fairseq_vqw2v.modules.conv_encoder import ConvFeatureEncoder
@@ -122,13 +124,7 @@ def _resolved(value, default):
 
 def receptive_field_offset(layers: List[Tuple[int, int, int]]) -> int:
     """fairseq's ``offset=auto``: ceil(receptive field / total stride) of the encoder."""
-    jump = receptive = 0
-    for _, kernel, stride in layers:
-        if receptive == 0:
-            receptive = kernel
-        receptive = receptive + (kernel - 1) * jump
-        jump = stride if jump == 0 else jump * stride
-    return math.ceil(receptive / jump)
+    return math.ceil(receptive_field(layers) / math.prod(stride for _, _, stride in layers))
 
 
 def _parse_layers(spec: str, name: str) -> List[Tuple[int, int, int]]:
@@ -160,11 +156,11 @@ class VqWav2VecModel(BaseFairseqModel):
         if cfg.vq_type == "gumbel":
             max_update = _resolved(cfg.max_update, 0) or 0
             self.vector_quantizer = GumbelQuantizer(
-                dim=embed, num_vars=cfg.vq_vars, temp=cfg.vq_temp, groups=cfg.vq_groups,
-                combine_groups=cfg.combine_groups, vq_dim=vq_dim, time_first=False,
-                activation=activation, weight_proj_depth=cfg.vq_depth, weight_proj_factor=2,
+                dim=embed, num_vars=cfg.vq_vars, groups=cfg.vq_groups,
+                combine_groups=cfg.combine_groups, vq_dim=vq_dim, temp=cfg.vq_temp,
                 schedule=cfg.temp_schedule,
                 anneal_updates=int(cfg.temp_anneal_fraction * max_update),
+                activation=activation, weight_proj_depth=cfg.vq_depth, weight_proj_factor=2,
             )
         elif cfg.vq_type == "kmeans":
             self.vector_quantizer = KmeansQuantizer(
@@ -269,11 +265,44 @@ class VqWav2VecModel(BaseFairseqModel):
             out["padding_mask"] = ~frame_mask(lengths, z.size(-1))
         return out
 
+    @torch.no_grad()
+    def encode(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None
+               ) -> List[torch.Tensor]:
+        """Audio -> discrete units: the codes of each utterance, without its padding frames
+        (in eval mode the argmax codes; in training the Gumbel quantizer samples them).
+
+        Args:
+            source (Tensor): audio, ``B x T``.
+            padding_mask (Tensor, optional): ``B x T`` bool, True on padding.
+
+        Returns:
+            List[Tensor]: B long tensors of codes, ``T'_b x G``, on the device of ``source``.
+        """
+        codebook_shape(self)  # a model without a quantizer has no units: say so, by name
+        _, q_res, frame_lengths = self._features(source, padding_mask)
+        codes = q_res["targets"]
+        if frame_lengths is None:
+            return list(codes)
+        return [c[:n] for c, n in zip(codes, frame_lengths.tolist())]
+
     # fairseq's criteria read model outputs through these; share fairseq's own implementations
     get_logits = Wav2VecModel.get_logits
     get_targets = Wav2VecModel.get_targets
     get_target_weights = Wav2VecModel.get_target_weights
     get_extra_losses = Wav2VecModel.get_extra_losses
+
+
+def codebook_shape(model) -> Tuple[int, int]:
+    """(V, G) of a quantizing vq_wav2vec model: codewords per group and groups."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "vq_type"):
+        raise ValueError(
+            f"{type(model).__name__} is not a vq_wav2vec model; convert fairseq wav2vec "
+            f"checkpoints first (python -m fairseq_vqw2v.cli.convert)"
+        )
+    if cfg.vq_type in (None, "none"):
+        raise ValueError("this vq_wav2vec model has vq_type none: it has no discrete units")
+    return int(cfg.vq_vars), int(cfg.vq_groups)
 
 
 def load_vq_wav2vec(path: str, device: str = "cpu"):
@@ -286,6 +315,13 @@ def load_vq_wav2vec(path: str, device: str = "cpu"):
         hint="convert fairseq wav2vec checkpoints first (python -m fairseq_vqw2v.cli.convert wav2vec)",
     )
     return model.eval().to(device), cfg.task
+
+
+def load_quantizer(checkpoint: str, device: str = "cpu"):
+    """:func:`load_vq_wav2vec` of a checkpoint that must quantize (audio -> units)."""
+    model, task_cfg = load_vq_wav2vec(checkpoint, device)
+    codebook_shape(model)  # fails early, naming the model, when it does not quantize
+    return model, task_cfg
 
 
 def arch_config(arch: str, **overrides) -> VqWav2VecConfig:
@@ -307,16 +343,10 @@ def arch_config(arch: str, **overrides) -> VqWav2VecConfig:
     return VqWav2VecConfig(**values)
 
 
-# Archs only set fields left unset on the command line / in the config (fairseq convention).
-def _set_defaults(cfg, **defaults):
-    for name, value in defaults.items():
-        setattr(cfg, name, getattr(cfg, name, value))
-
-
 @register_model_architecture("vq_wav2vec", "vq_wav2vec_gumbel")
 def vq_wav2vec_gumbel(cfg):
     """fairseq README's vq-wav2vec Gumbel recipe (34.1 M params, as the released vq-wav2vec.pt)."""
-    _set_defaults(
+    set_arch_defaults(
         cfg,
         conv_feature_layers=LARGE_ENCODER,
         conv_aggregator_layers=LARGE_AGGREGATOR,
@@ -340,14 +370,14 @@ def vq_wav2vec_gumbel(cfg):
 def vq_wav2vec_kmeans(cfg):
     """The README recipe with only ``vq_type=kmeans`` changed, as the README instructs (so groups
     share one codebook, ``combine_groups``): 33.0 M params, as vq-wav2vec_kmeans.pt."""
-    _set_defaults(cfg, vq_type="kmeans")
+    set_arch_defaults(cfg, vq_type="kmeans")
     vq_wav2vec_gumbel(cfg)
 
 
 @register_model_architecture("vq_wav2vec", "vq_wav2vec_small")
 def vq_wav2vec_small(cfg):
     """The paper's ablation model: 5-layer encoder, 7 aggregator layers of kernel 3, 512 ch."""
-    _set_defaults(
+    set_arch_defaults(
         cfg,
         conv_feature_layers="[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2)]",
         conv_aggregator_layers="[" + ", ".join(["(512, 3, 1)"] * 7) + "]",
@@ -358,7 +388,7 @@ def vq_wav2vec_small(cfg):
 @register_model_architecture("vq_wav2vec", "vq_wav2vec_tiny")
 def vq_wav2vec_tiny(cfg):
     """128 channels, 5 encoder + 5 aggregator convs, 2 x 320 Gumbel codes: for the CPU demo."""
-    _set_defaults(
+    set_arch_defaults(
         cfg,
         conv_feature_layers="[(128, 10, 5), (128, 8, 4), (128, 4, 2), (128, 4, 2), (128, 4, 2)]",
         conv_aggregator_layers="[(128, 2, 1), (128, 3, 1), (128, 4, 1), (128, 5, 1), (128, 6, 1)]",

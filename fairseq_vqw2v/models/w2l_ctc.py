@@ -25,7 +25,8 @@ from ..modules.w2l_conv import (
     W2lConvStack,
 )
 from . import frontends
-from .vq_wav2vec import load_vq_wav2vec
+from ._arch import set_arch_defaults
+from .vq_wav2vec import codebook_shape, load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
         return frontends.Wav2vecFrontend(upstreams)
     if cfg.input == "units":
         if cfg.source_kind == "audio":
-            from ..units import codebook_shape
-
             num_vars, groups = codebook_shape(upstreams.vq)
         else:
             num_vars, groups = cfg.unit_vars, cfg.unit_groups
@@ -172,18 +171,12 @@ class W2lCtcModel(BaseFairseqModel):
         return list(bert.parameters()) if bert is not None else []
 
 
-def _set_defaults(cfg, **defaults):
-    for name, value in defaults.items():
-        if getattr(cfg, name, None) is None:
-            setattr(cfg, name, value)
-
-
 @register_model_architecture("w2l_ctc", "w2l_ctc_wsj")
 def w2l_ctc_wsj(cfg):
     """wav2letter's Gated ConvNet for WSJ (Liptchinsky et al. 2017; the acoustic model of the
     wav2vec and vq-wav2vec WSJ experiments): recipe ``conv_glu/wsj/network.arch``, 16 weight-normed
     GLU layers with dropout 0.25 (see ``W2L_WSJ_LAYERS``)."""
-    _set_defaults(cfg, conv_layers=W2L_WSJ_LAYERS, activation="glu", weight_norm=True)
+    set_arch_defaults(cfg, conv_layers=W2L_WSJ_LAYERS, activation="glu", weight_norm=True)
 
 
 @register_model_architecture("w2l_ctc", "w2l_ctc_timit")
@@ -191,10 +184,10 @@ def w2l_ctc_timit(cfg):
     """The wav2vec paper's TIMIT model (after Zeghidour et al. 2018; wav2letter recipe
     ``timit/configs/conv_relu/network.arch``): 7 convs, kernel 5, 1000 channels, PReLU, dropout
     0.7 (see ``W2L_TIMIT_LAYERS``)."""
-    _set_defaults(cfg, conv_layers=W2L_TIMIT_LAYERS, activation="prelu", weight_norm=False)
+    set_arch_defaults(cfg, conv_layers=W2L_TIMIT_LAYERS, activation="prelu", weight_norm=False)
 
 
 @register_model_architecture("w2l_ctc", "w2l_ctc_tiny")
 def w2l_ctc_tiny(cfg):
     """A small GLU stack for CPU demos: minutes per epoch on one hour of audio."""
-    _set_defaults(cfg, conv_layers=W2L_TINY_LAYERS, activation="glu", weight_norm=False)
+    set_arch_defaults(cfg, conv_layers=W2L_TINY_LAYERS, activation="glu", weight_norm=False)

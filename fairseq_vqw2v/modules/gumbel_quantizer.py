@@ -1,15 +1,13 @@
 """Gumbel-softmax vector quantizer (vq-wav2vec) with exponential or linear temperature decay."""
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.modules import GumbelVectorQuantizer as FairseqGumbelVectorQuantizer
 
-
-def perplexity(probs: torch.Tensor) -> torch.Tensor:
-    """G x V distributions -> sum over groups of exp(entropy)."""
-    return torch.exp(-torch.sum(probs * torch.log(probs + 1e-7), dim=-1)).sum()
+from .perplexity import perplexity
 
 
 class GumbelQuantizer(FairseqGumbelVectorQuantizer):
@@ -21,11 +19,42 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
     - a frame mask, so padded frames neither get codes that count in the perplexities;
     - codebook lookup as a matmul instead of fairseq's B*T x G x V x D broadcast product.
 
-    Input B x C x T (``time_first=False``); output ``x`` B x vq_dim x T.
+    The first five arguments are those of :class:`.KmeansQuantizer` too.
+
+    Args:
+        dim: input dimension (channels)
+        num_vars: number of codewords per group (V)
+        groups: number of groups (G); a frame's code is one codeword per group
+        combine_groups: whether the groups share one codebook of V codewords
+        vq_dim: dimensionality of the quantized vector (the G codewords concatenated)
+        temp: temperature as (start, stop, decay); decay is used only by the exponential schedule
+        schedule: ``"exponential"`` (fairseq) or ``"linear"`` (the paper)
+        anneal_updates: updates the linear schedule takes from start to stop
+        activation: activation between the layers of the logit projection (depth > 1 only)
+        weight_proj_depth: number of layers of the projection from the input to the G x V logits
+        weight_proj_factor: inner dimensionality of that projection, as a multiple of ``dim``
+            (depth > 1 only)
     """
 
-    def __init__(self, *args, schedule: str = "exponential", anneal_updates: int = 0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        dim: int,
+        num_vars: int,
+        groups: int,
+        combine_groups: bool,
+        vq_dim: int,
+        temp: Tuple[float, float, float] = (2.0, 0.5, 0.999995),
+        schedule: str = "exponential",
+        anneal_updates: int = 0,
+        activation: nn.Module = nn.GELU(),
+        weight_proj_depth: int = 1,
+        weight_proj_factor: int = 1,
+    ):
+        super().__init__(
+            dim=dim, num_vars=num_vars, temp=temp, groups=groups, combine_groups=combine_groups,
+            vq_dim=vq_dim, time_first=False, activation=activation,
+            weight_proj_depth=weight_proj_depth, weight_proj_factor=weight_proj_factor,
+        )
         if schedule not in ("exponential", "linear"):
             raise ValueError(f"unknown temperature schedule {schedule!r}")
         if schedule == "linear" and anneal_updates <= 0:
@@ -41,10 +70,22 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         self.curr_temp = self.max_temp + (self.min_temp - self.max_temp) * progress
 
     def forward(self, x, produce_targets=False, frame_mask: Optional[torch.Tensor] = None):
-        """x: B x C x T (or B x T x C if time_first); frame_mask: B x T bool, True = valid."""
+        """Quantizes every frame.
+
+        Args:
+            x (Tensor): features, ``B x C x T``.
+            produce_targets (bool): also return the codes.
+            frame_mask (Tensor, optional): ``B x T`` bool, True on valid frames.
+
+        Returns:
+            dict: ``x`` the quantized features (``B x vq_dim x T``), ``targets`` the codes
+            (``B x T x G`` long, with ``produce_targets``), ``code_perplexity`` (of the hard codes)
+            and ``prob_perplexity`` (of the mean softmax) over the valid frames, ``temp``, and
+            ``num_vars``: under fairseq's name, the number of codewords of all groups, G x V
+            (the diversity loss is ``num_vars - prob_perplexity``).
+        """
         result = {"num_vars": self.num_vars * self.groups}
-        if not self.time_first:
-            x = x.transpose(1, 2)
+        x = x.transpose(1, 2)  # B x T x C
         bsz, tsz, fsz = x.shape
         logits = self.weight_proj(x.reshape(-1, fsz)).view(bsz * tsz, self.groups, -1)
 
@@ -71,7 +112,5 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         codebook = self.vars.view(-1, self.num_vars, self.vars.size(-1))  # G' x V x D
         codebook = codebook.expand(self.groups, -1, -1)
         q = torch.einsum("ngv,gvd->ngd", onehot, codebook).reshape(bsz, tsz, -1)
-        if not self.time_first:
-            q = q.transpose(1, 2)
-        result["x"] = q
+        result["x"] = q.transpose(1, 2)
         return result

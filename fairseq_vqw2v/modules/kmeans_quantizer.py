@@ -5,27 +5,45 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .gumbel_quantizer import perplexity
 from .masked_group_norm import MaskedGroupNorm
+from .perplexity import perplexity
 
 
 class KmeansQuantizer(nn.Module):
     """Grouped 1x1 conv + GroupNorm(G), then the nearest of V codewords per group by L2.
 
-    Same parameters and outputs as fairseq's ``KmeansVectorQuantizer`` (``embedding`` V x G' x D,
-    ``projection`` conv, ``norm``), but distances come from ``torch.cdist`` (exact differences,
-    no V x B x T x G x D tensor), and an optional frame mask keeps padded frames out of the
-    perplexity and the loss. Input/output B x C x T.
+    Same parameters as fairseq's ``KmeansVectorQuantizer`` (``embedding`` V x G' x D,
+    ``projection`` conv, ``norm``) and the same outputs but ``num_vars`` (see :meth:`forward`);
+    distances come from ``torch.cdist`` (exact differences, no V x B x T x G x D tensor), and an
+    optional frame mask keeps padded frames out of the perplexity and the loss.
 
     ``kmeans_loss`` = ||sg(z) - z_q||^2 + gamma * ||z - sg(z_q)||^2 (mean squared error).
+
+    The first five arguments are those of :class:`.GumbelQuantizer` too.
+
+    Args:
+        dim: input dimension (channels)
+        num_vars: number of codewords per group (V)
+        groups: number of groups (G); a frame's code is one codeword per group
+        combine_groups: whether the groups share one codebook of V codewords
+        vq_dim: dimensionality of the quantized vector (the G codewords concatenated); must
+            equal ``dim``, as in fairseq, whose projection keeps the input dimension
+        gamma: weight of the commitment loss
     """
 
-    def __init__(self, dim, num_vars, groups, combine_groups, vq_dim, gamma=0.25):
+    def __init__(
+        self,
+        dim: int,
+        num_vars: int,
+        groups: int,
+        combine_groups: bool,
+        vq_dim: int,
+        gamma: float = 0.25,
+    ):
         super().__init__()
         if vq_dim % groups != 0:
             raise ValueError(f"vq_dim {vq_dim} must be divisible by groups {groups}")
         if vq_dim != dim:
-            # fairseq's k-means quantizer ignores vq_dim too; the projection keeps the input dim
             raise ValueError(f"k-means quantizer needs vq_dim == input dim ({vq_dim} != {dim})")
         self.groups = groups
         self.combine_groups = combine_groups
@@ -48,8 +66,21 @@ class KmeansQuantizer(nn.Module):
         return res["x"], res["targets"]
 
     def forward(self, x, produce_targets=False, frame_mask: Optional[torch.Tensor] = None):
-        """x: B x C x T; frame_mask: B x T bool, True = valid."""
-        result = {"num_vars": self.num_vars}
+        """Quantizes every frame.
+
+        Args:
+            x (Tensor): features, ``B x C x T``.
+            produce_targets (bool): also return the codes.
+            frame_mask (Tensor, optional): ``B x T`` bool, True on valid frames.
+
+        Returns:
+            dict: ``x`` the quantized features (``B x vq_dim x T``, straight-through gradient),
+            ``targets`` the codes (``B x T x G`` long, with ``produce_targets``),
+            ``code_perplexity`` over the valid frames, ``kmeans_loss``, and ``num_vars``: as
+            :class:`.GumbelQuantizer`'s, the number of codewords of all groups, G x V (fairseq's
+            k-means quantizer reports V there).
+        """
+        result = {"num_vars": self.num_vars * self.groups}
         bsz, _, tsz = x.shape
         lengths = None if frame_mask is None else frame_mask.sum(1)
         ze = self.norm(self.projection(x), lengths)

@@ -22,12 +22,12 @@ import torch
 
 from ..cli import run
 from ..data.manifest import read_manifest
+from ..data.unit_files import codes_to_tokens, write_dictionary, write_unit_lines
 from ..modules.logmel import LogMelFilterbank
 from ..unit_quality import (
     ALIGN_EXT, assign_clusters, cooccurrence, fit_utterances, frame_phone_lines, kmeans,
-    logmel_frames, phone_measures, read_alignments,
+    logmel_frames, phone_measures, plot_code_frequencies, read_alignments, usage_stats,
 )
-from ..units import codes_to_tokens, plot_code_frequencies, usage_stats, write_dictionary, write_unit_lines
 
 CHUNK_UTTERANCES = 256
 """Utterances whose log-mel frames are held at once while assigning clusters."""

@@ -42,8 +42,10 @@ from omegaconf import II, MISSING, open_dict
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
+from ..data.feature_files import feature_index
 from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
 from ..data.manifest import ManifestError, read_manifest
+from ..data.unit_files import dictionary_codebook
 from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, file_sha256
@@ -189,12 +191,12 @@ class AsrTask(FairseqTask):
         """Writes into the model config what the model needs to rebuild its frontend later."""
         cfg.source_kind = source_kind(self.cfg)
         if cfg.source_kind == "features":
-            from ..features import feature_index
-
             split = next(iter(self.datasets), "valid")
             cfg.source_dim = int(feature_index(self.cfg.features, split)[0].shape[1])
         if cfg.source_kind == "units":
-            cfg.unit_vars, cfg.unit_groups = _codebook_of_units(self.cfg.units_dir)
+            cfg.unit_vars, cfg.unit_groups = dictionary_codebook(
+                os.path.join(self.cfg.units_dir, "dict.txt")
+            )
         if cfg.source_kind == "audio" and self.cfg.input != "logmel":
             cfg.upstream_sha256 = file_sha256(_required(self.cfg.upstream, "--upstream"))
         if self.cfg.input == "bert" and cfg.source_kind != "features":
@@ -249,17 +251,6 @@ def _required(path: Optional[str], flag: str) -> str:
     if not path:
         raise ValueError(f"this --input needs {flag} PATH")
     return path
-
-
-def _codebook_of_units(folder: str):
-    """(V, G) of a quantize folder, from its ``dict.txt`` (all the splits it wrote)."""
-    from ..units import SEPARATOR, read_dictionary_counts
-
-    counts = read_dictionary_counts(os.path.join(folder, "dict.txt"))
-    if not counts:
-        raise ManifestError(f"{folder}/dict.txt: no units")
-    codes = [[int(i) for i in token.split(SEPARATOR)] for token in counts]
-    return max(max(c) for c in codes) + 1, len(codes[0])
 
 
 @torch.no_grad()

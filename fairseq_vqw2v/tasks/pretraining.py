@@ -22,9 +22,9 @@ from omegaconf import II, MISSING
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
-from ..models.vq_wav2vec import VqWav2VecModel
+from ..data.unit_files import UnitDictionary
+from ..models.vq_wav2vec import VqWav2VecModel, codebook_shape
 from ._common import ResumableTaskConfig, check_resume
-from ..units import UnitDictionary, codebook_shape, encode_batch
 
 
 @dataclass
@@ -67,7 +67,7 @@ class UnitGenerator:
 
     def generate(self, sample):
         net_input = sample["net_input"]
-        codes = encode_batch(self.model, net_input["source"], net_input.get("padding_mask"))
+        codes = self.model.encode(net_input["source"], net_input.get("padding_mask"))
         hypos = []
         for c in codes:
             tokens = self.dictionary.flat_index(c)

@@ -26,7 +26,8 @@ from fairseq.tasks import FairseqTask, register_task
 
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
-from ..data.unit_dataset import SpanMaskedUnitDataset, load_unit_dictionary, load_units
+from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
+from ..data.unit_files import add_mask, load_unit_dictionary
 from ..models.unit_bert import UnitBertModel
 from ._common import ResumableTaskConfig, check_resume
 
@@ -81,7 +82,7 @@ class UnitMlmTask(FairseqTask):
     def __init__(self, cfg: UnitMlmConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
-        self.mask_idx = dictionary.add_symbol("<mask>")
+        self.mask_idx = add_mask(dictionary)
 
     @classmethod
     def setup_task(cls, cfg: UnitMlmConfig, **kwargs):

@@ -1,19 +1,21 @@
-"""Unit token I/O, the lazy unit dictionary, usage statistics and the frequency plot."""
+"""The unit file format: tokens and codes, ``.src`` lines, ``dict.txt``, the lazy unit dictionary."""
 
-import math
 from collections import Counter
 
 import pytest
 import torch
 from fairseq.data import Dictionary
 
-from fairseq_vqw2v.units import (
+from fairseq_vqw2v.data.unit_files import (
     UnitDictionary,
+    UnitFileError,
+    add_mask,
     codes_to_tokens,
-    plot_code_frequencies,
+    dictionary_codebook,
+    load_unit_dictionary,
     read_dictionary_counts,
+    read_unit_codes,
     tokens_to_codes,
-    usage_stats,
     write_dictionary,
     write_unit_lines,
 )
@@ -58,31 +60,33 @@ def test_src_and_dict_files(tmp_path):
         read_dictionary_counts(str(tmp_path / "bad.txt"))
 
 
-def test_usage_stats_and_plot(tmp_path):
-    # group 0 uses codes 0 and 1 equally, group 1 always code 5
-    counts = Counter({"0-5": 50, "1-5": 50})
-    stats = usage_stats(counts, num_vars=320, groups=2)
-    assert stats["tokens"] == 100 and stats["distinct_tokens"] == 2
-    assert stats["distinct_codes_per_group"] == [2, 1]
-    assert stats["code_perplexity"] == pytest.approx(2.0 + 1.0)
-    assert stats["token_perplexity"] == pytest.approx(2.0)
-    assert stats["bitrate"] == pytest.approx(100 * 2 * math.log2(320))
-    assert stats["possible_tokens"] == 102400 and stats["max_code_perplexity"] == 640
-    plot_code_frequencies(counts, str(tmp_path / "freq.png"))
-    assert (tmp_path / "freq.png").read_bytes()[:4] == b"\x89PNG"
+def test_src_lines_read_back_as_codes(tmp_path):
+    codes = [torch.tensor([[1, 2], [1, 2], [3, 4]]), torch.tensor([[30, 0]])]
+    write_unit_lines(str(tmp_path / "train.src"), [codes_to_tokens(c) for c in codes])
+    read = read_unit_codes(str(tmp_path / "train.src"))
+    assert len(read) == 2 and all(torch.equal(a, b) for a, b in zip(read, codes))
+    (tmp_path / "single.src").write_text("7 7 12\n")
+    assert read_unit_codes(str(tmp_path / "single.src"))[0].tolist() == [[7], [7], [12]]
+    (tmp_path / "empty.src").write_text("1-2\n\n")
+    with pytest.raises(UnitFileError, match=r"empty\.src:2: empty line"):
+        read_unit_codes(str(tmp_path / "empty.src"))
+    (tmp_path / "mixed.src").write_text("1-2\n1-2-3\n")
+    with pytest.raises(ValueError, match=r"mixed\.src:2: token '1-2-3' is not 2 indices"):
+        read_unit_codes(str(tmp_path / "mixed.src"))
 
 
-def test_codebook_shape_needs_a_quantizing_vq_wav2vec_model():
-    from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
+def test_codebook_of_a_dictionary(tmp_path):
+    write_dictionary(str(tmp_path / "dict.txt"), Counter({"3-0": 5, "0-7": 2, "1-1": 1}))
+    assert dictionary_codebook(str(tmp_path / "dict.txt")) == (8, 2)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(UnitFileError, match=r"empty\.txt: no units"):
+        dictionary_codebook(str(tmp_path / "empty.txt"))
 
-    from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
-    from fairseq_vqw2v.units import codebook_shape
 
-    tiny = "[(16, 10, 5), (16, 8, 4)]"
-    model = VqWav2VecModel(arch_config("vq_wav2vec_tiny", conv_feature_layers=tiny, vq_vars=40))
-    assert codebook_shape(model) == (40, 2)
-    with pytest.raises(ValueError, match="vq_type none"):
-        codebook_shape(VqWav2VecModel(arch_config("vq_wav2vec_tiny", vq_type="none")))
-    reference = Wav2VecModel(Wav2VecConfig(conv_feature_layers=tiny, infonce=False))
-    with pytest.raises(ValueError, match="cli.convert"):
-        codebook_shape(reference)
+def test_unit_dictionary_file_and_mask(tmp_path):
+    write_dictionary(str(tmp_path / "dict.txt"), Counter({"3-0": 5, "0-7": 2}))
+    dictionary = load_unit_dictionary(str(tmp_path / "dict.txt"))
+    assert add_mask(dictionary) == len(dictionary) - 1 == dictionary.nspecial + 2
+    assert dictionary[len(dictionary) - 1] == "<mask>"
+    with pytest.raises(FileNotFoundError, match="unit dictionary not found"):
+        load_unit_dictionary(str(tmp_path / "missing.txt"))

@@ -1,0 +1,200 @@
+"""The unit file format: ``{split}.src`` token lines and the ``dict.txt`` that counts them.
+
+One token per 10 ms frame; with G groups of V codewords a token is the G indices joined by ``-``
+(``12-301`` for G=2, a single integer such as ``37`` for G=1). A ``{split}.src`` file holds one
+line of space-separated tokens per manifest line, in manifest order, and ``dict.txt`` is a
+fairseq ``Dictionary`` file (``token count``, most frequent first), so ``fairseq-preprocess
+--only-source`` and the unit BERT read them as they are.
+
+Everything that writes or reads these files, or turns tokens into codes and back, is here.
+"""
+
+import array
+import logging
+import math
+import os
+import re
+from collections import Counter
+from typing import Iterable, List, Tuple
+
+import numpy as np
+import torch
+from fairseq.data import Dictionary
+
+logger = logging.getLogger(__name__)
+
+SEPARATOR = "-"
+UNIT_TOKEN = re.compile(rf"^\d+({re.escape(SEPARATOR)}\d+)*$")
+MASK = "<mask>"
+
+
+class UnitFileError(ValueError):
+    """A malformed unit file; the message names the file and line."""
+
+
+def codes_to_tokens(codes: torch.Tensor) -> List[str]:
+    """T x G codeword indices -> T tokens ``i0-i1-...``."""
+    return [SEPARATOR.join(str(i) for i in frame) for frame in codes.tolist()]
+
+
+def tokens_to_codes(line: str, groups: int, where: str = "") -> torch.Tensor:
+    """A line of tokens -> T x G long tensor; ``where`` (``file:line``) prefixes errors."""
+    rows = []
+    for token in line.split():
+        parts = token.split(SEPARATOR)
+        if len(parts) != groups or not all(p.isdigit() for p in parts):
+            raise ValueError(f"{where}: token {token!r} is not {groups} indices joined by '-'")
+        rows.append([int(p) for p in parts])
+    return torch.tensor(rows, dtype=torch.long).view(-1, groups)
+
+
+def write_unit_lines(path: str, lines: Iterable[List[str]]) -> Counter:
+    """Writes one line of tokens per utterance (atomically); returns the token counts."""
+    counts = Counter()
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        for tokens in lines:
+            counts.update(tokens)
+            f.write(" ".join(tokens) + "\n")
+    os.replace(tmp, path)
+    return counts
+
+
+def read_unit_codes(path: str) -> List[torch.Tensor]:
+    """The codes of every line of a ``.src`` file, one T x G long tensor per line (G read from
+    the first token); malformed tokens and empty lines raise errors naming ``path:line``."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    first = lines[0].split()[0] if lines and lines[0].split() else ""
+    groups = first.count(SEPARATOR) + 1
+    codes = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.split():
+            raise UnitFileError(f"{path}:{lineno}: empty line (an utterance without units)")
+        codes.append(tokens_to_codes(line, groups, f"{path}:{lineno}"))
+    return codes
+
+
+def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.ndarray]:
+    """Reads a ``.src`` unit file into (all token ids concatenated, int32; line offsets, N + 1).
+
+    Units missing from ``dictionary`` become ``<unk>`` (counted and logged); tokens that are not
+    units, and empty lines, raise :class:`UnitFileError` naming ``path:line``. For corpora of
+    hundreds of millions of units, binarize once with fairseq-preprocess instead.
+    """
+    ids = array.array("i")
+    offsets = [0]
+    unk = dictionary.unk()
+    lookup = dictionary.indices
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                raise UnitFileError(f"{path}:{lineno}: empty line (an utterance without units)")
+            line_ids = [lookup.get(tok, -1) for tok in tokens]
+            for tok, idx in zip(tokens, line_ids):
+                if idx < 0 and not UNIT_TOKEN.match(tok):
+                    raise UnitFileError(
+                        f"{path}:{lineno}: {tok!r} is not a unit token (expected e.g. '12-305')"
+                    )
+            ids.extend(line_ids)
+            offsets.append(len(ids))
+    if len(offsets) == 1:
+        raise UnitFileError(f"{path}: no utterances (an empty unit file)")
+    tokens = np.frombuffer(ids, dtype=np.int32).copy()
+    unknown = int((tokens < 0).sum())
+    if unknown:
+        tokens[tokens < 0] = unk
+        logger.warning(f"{path}: {unknown} of {len(tokens)} units not in the dictionary: <unk>")
+    return tokens, np.asarray(offsets, dtype=np.int64)
+
+
+def write_dictionary(path: str, counts: Counter):
+    """fairseq ``dict.txt``: ``token count`` lines, most frequent first (ties by token)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        for token, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            f.write(f"{token} {n}\n")
+    os.replace(tmp, path)
+
+
+def read_dictionary_counts(path: str) -> Counter:
+    """Token counts of a ``dict.txt``."""
+    counts = Counter()
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise ValueError(f"{path}:{n}: expected 'token count', got {line.rstrip()!r}")
+            counts[parts[0]] += int(parts[1])
+    return counts
+
+
+def dictionary_codebook(path: str) -> Tuple[int, int]:
+    """(V, G) of the units a ``dict.txt`` counts: the largest code + 1, and the groups."""
+    counts = read_dictionary_counts(path)
+    if not counts:
+        raise UnitFileError(f"{path}: no units")
+    codes = [[int(i) for i in token.split(SEPARATOR)] for token in counts]
+    return max(max(c) for c in codes) + 1, len(codes[0])
+
+
+def load_unit_dictionary(path: str) -> Dictionary:
+    """The quantizer's ``dict.txt``; missing or holding no unit is an error naming it."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
+    dictionary = Dictionary.load(path)
+    if len(dictionary) == dictionary.nspecial:
+        raise UnitFileError(f"{path}: empty unit dictionary (no unit: every unit would be <unk>)")
+    return dictionary
+
+
+def add_mask(dictionary: Dictionary) -> int:
+    """Appends ``<mask>`` after the units, as fairseq's masked_lm task does (so a unit BERT
+    trained by either task has the same vocabulary); returns its index."""
+    return dictionary.add_symbol(MASK)
+
+
+class UnitDictionary(Dictionary):
+    """fairseq ``Dictionary`` over all V^G tokens without storing them: index = 4 + flat code.
+
+    ``fairseq-generate`` prints hypotheses through its target dictionary; this one turns the flat
+    index back into ``i0-i1``. The codebook shape is known only once a model is loaded, hence
+    :meth:`set_codebook`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.num_vars = self.groups = None
+
+    def set_codebook(self, num_vars: int, groups: int):
+        if groups * math.log2(num_vars) >= 31:
+            # fairseq-generate casts hypothesis tokens to int32
+            raise ValueError(
+                f"{num_vars}^{groups} unit tokens do not fit fairseq-generate's int32 token ids; "
+                f"use python -m fairseq_vqw2v.cli.quantize instead"
+            )
+        self.num_vars, self.groups = num_vars, groups
+
+    def flat_index(self, codes: torch.Tensor) -> torch.Tensor:
+        """... x G codes -> ... token indices."""
+        weights = self.num_vars ** torch.arange(self.groups - 1, -1, -1, device=codes.device)
+        return self.nspecial + (codes * weights).sum(-1)
+
+    def __len__(self):
+        return self.nspecial + (self.num_vars or 0) ** (self.groups or 0)
+
+    def __getitem__(self, index):
+        index = int(index)
+        if index < self.nspecial:
+            return self.symbols[index]
+        flat, digits = index - self.nspecial, []
+        for _ in range(self.groups):
+            flat, digit = divmod(flat, self.num_vars)
+            digits.append(str(digit))
+        return SEPARATOR.join(reversed(digits))
+
+    def index(self, sym):
+        if sym in self.indices:
+            return self.indices[sym]
+        return int(self.flat_index(tokens_to_codes(sym, self.groups, "token"))[0])
