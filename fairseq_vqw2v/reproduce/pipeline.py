@@ -98,14 +98,18 @@ EMBEDDED = Preset(
     device="cpu",
     corpus_hours=1.0,
     pretrain_arch={q: "vq_wav2vec_tiny" for q in ("wav2vec",) + QUANTIZERS},
-    pretrain_updates=400,
-    # the demo's recipe: InfoNCE (BCE settles at its base-rate floor in a few hundred updates)
+    pretrain_updates=1200,
+    # A CPU deviation from the paper, chosen by measurement (README, "Unit quality"): InfoNCE
+    # (binary cross-entropy settles at its base-rate floor within a few hundred updates), and many
+    # small updates at a high learning rate (2 s crops, 8 s of audio per update, lr 1e-2) rather
+    # than the paper's few large ones: for the same audio seen, test PNMI of the Gumbel units
+    # went from 0.285 (400 updates of 25 s, lr 1e-3) to 0.354.
     pretrain_flags=[
-        "--infonce", "--temp-schedule", "linear", "--max-sample-size", "48000",
-        "--min-sample-size", "8000", "--max-tokens", "400000",
-        "--skip-invalid-size-inputs-valid-test", "--optimizer", "adam", "--lr", "1e-3",
-        "--lr-scheduler", "cosine", "--warmup-updates", "30", "--warmup-init-lr", "1e-7",
-        "--min-lr", "1e-6", "--collapse-warn-after", "200", "--collapse-warn-interval", "100",
+        "--infonce", "--temp-schedule", "linear", "--max-sample-size", "32000",
+        "--min-sample-size", "8000", "--max-tokens", "128000",
+        "--skip-invalid-size-inputs-valid-test", "--optimizer", "adam", "--lr", "1e-2",
+        "--lr-scheduler", "cosine", "--warmup-updates", "60", "--warmup-init-lr", "1e-7",
+        "--min-lr", "1e-6", "--collapse-warn-after", "600", "--collapse-warn-interval", "300",
     ],
     bert_arch={u: "unit_bert_tiny" for u in QUANTIZERS + (LOGMEL_UNITS,)},
     bert_updates=300,
