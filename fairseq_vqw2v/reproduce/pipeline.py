@@ -120,8 +120,9 @@ EMBEDDED = Preset(
     ],
     am_arch={"ltr": "w2l_ctc_tiny", "phn": "w2l_ctc_tiny"},
     am_updates=400,
+    # 120 s of audio per update: the demo's four acoustic models then fit its 30 minutes
     am_flags=[
-        "--max-tokens", "16000", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "cosine",
+        "--max-tokens", "12000", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "cosine",
         "--warmup-updates", "50", "--warmup-init-lr", "1e-7", "--min-lr", "1e-5",
     ],
     beam=50,
