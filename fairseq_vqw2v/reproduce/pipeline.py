@@ -327,7 +327,10 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
     }
     kinds = {"logmel": "logmel", "wav2vec": "wav2vec", "gumbel": "units", "kmeans": "units"}
     for labels in layout.labels:
-        metric = "wer" if labels == "ltr" else "per"
+        # letters: the best checkpoint by LER, not WER. While a model cannot spell yet, its WER
+        # exceeds 100 (inserted words) and the all-blank model of the first updates (WER 100)
+        # would win; LER falls from the first letters it gets right.
+        metric = "ler" if labels == "ltr" else "per"
         for system, (flags, inputs) in system_inputs.items():
             stages.append(_train_stage(
                 f"am/{labels}/{system}", layout, preset, corpus, preset.am_updates,
