@@ -13,9 +13,13 @@ from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
 from fairseq_vqw2v.data.feature_files import feature_index
 from fairseq_vqw2v.data.unit_files import codes_to_tokens
-from fairseq_vqw2v.features import UnitBertFeaturizer, load_unit_bert
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
-from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
+from fairseq_vqw2v.models.unit_bert import (
+    UnitBertConfig,
+    UnitBertFeaturizer,
+    UnitBertModel,
+    load_unit_bert,
+)
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 
 VQ_VARS = 6  # 36 possible units: all of them go in the dictionary

@@ -13,7 +13,7 @@ line, same order), the format of :mod:`fairseq_vqw2v.data.feature_files`; the ac
 reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
 Transformer layer's output (``--layer N``: layer N), one vector per vq-wav2vec frame (10 ms);
 utterances longer than BERT's positions are encoded in consecutive windows (see
-:class:`fairseq_vqw2v.features.UnitBertFeaturizer`). Runs on CPU by default; no data parallelism.
+:class:`fairseq_vqw2v.models.unit_bert.UnitBertFeaturizer`). Runs on CPU by default; no data parallelism.
 """
 
 import argparse
@@ -32,7 +32,7 @@ from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches
 from ..data.feature_files import write_features
 from ..data.manifest import read_manifest
-from ..features import UnitBertFeaturizer
+from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
