@@ -37,7 +37,8 @@ from ..data.batching import length_batches
 from ..data.manifest import duration_summary
 from ..data.unit_files import (
     codes_to_tokens,
-    read_dictionary_counts,
+    merge_unit_shards,
+    shard_suffix,
     write_dictionary,
     write_unit_lines,
 )
@@ -61,10 +62,6 @@ def quantize_split(model, dataset, indices, max_samples, device, desc):
         for i, c in zip(batch, codes):
             tokens[i] = codes_to_tokens(c)
     return tokens
-
-
-def shard_suffix(shard, num_shards):
-    return f".shard{shard}of{num_shards}" if num_shards > 1 else ""
 
 
 def copy_labels(manifest_dir, dest, split):
@@ -137,32 +134,7 @@ def quantize(args):
 
 
 def merge(args):
-    """Joins the shard parts of every split, in shard order, and sums their dictionaries."""
-    parts = {
-        name: [os.path.join(args.dest, f"{name}{shard_suffix(i, args.num_shards)}")
-               for i in range(args.num_shards)]
-        for name in [f"{split}.src" for split in args.splits] + ["dict.txt"]
-    }
-    missing = [p for paths in parts.values() for p in paths if not os.path.exists(p)]
-    if missing:
-        raise SystemExit(f"cannot merge: missing shard parts {', '.join(missing)}")
-    lines = 0
-    for split in args.splits:
-        target = os.path.join(args.dest, f"{split}.src")
-        with open(target + ".tmp", "w") as out:
-            for path in parts[f"{split}.src"]:
-                with open(path) as f:
-                    for line in f:
-                        out.write(line)
-                        lines += 1
-        os.replace(target + ".tmp", target)
-    counts = Counter()
-    for path in parts["dict.txt"]:
-        counts.update(read_dictionary_counts(path))
-    write_dictionary(os.path.join(args.dest, "dict.txt"), counts)
-    for paths in parts.values():
-        for path in paths:
-            os.remove(path)
+    lines, counts = merge_unit_shards(args.dest, args.splits, args.num_shards)
     print(
         f"merged {args.num_shards} shards of {','.join(args.splits)}: {lines} lines, "
         f"{sum(counts.values())} tokens, {len(counts)} distinct -> {args.dest}"
