@@ -13,10 +13,14 @@ on log-mel frames, fit on train, as many clusters as the units use distinct toke
 the units beat it, and ``{split}.phones.png`` plots the phone x unit co-occurrence (see
 ``fairseq_vqw2v.unit_quality``).
 
-Sharding: ``--shard i --num-shards n`` quantizes the i-th contiguous n-th of every split into
-``{split}.src.shard{i}of{n}`` (+ ``dict.txt.shard{i}of{n}``), e.g. one process per GPU; once all n
-have finished, ``--merge --num-shards n`` (same ``--dest`` and ``--splits``) joins them into
-``{split}.src`` and ``dict.txt`` and removes the parts.
+Sharding (e.g. one job per GPU or node): ``--shard i --num-shards n`` writes its part of every
+split into the folder ``{split}.shard{i}of{n}``; once all n have finished, ``--merge --num-shards
+n`` (same ``--splits`` and ``--dest``) writes ``{split}.src`` and ``dict.txt`` byte for byte as a
+single job does and removes the parts. Shards take contiguous runs of the single job's
+length-sorted batches of the whole split instead of batching again, so every utterance is
+quantized in the same padded batch: run all shards on the same manifests with the same
+``--batch-size-seconds`` (and kind of device). A killed shard is rerun alone; ``--merge`` names
+the missing shards and writes nothing without them (:mod:`fairseq_vqw2v.data.shards`).
 """
 
 import argparse
@@ -28,20 +32,14 @@ import sys
 import time
 from collections import Counter
 
-import numpy as np
 from tqdm import tqdm
 
-from . import run
+from . import add_shard_arguments, check_shard_arguments, run
 from ..data.audio_dataset import full_utterance_dataset
-from ..data.batching import length_batches
+from ..data.batching import length_batches, shard_batches
 from ..data.manifest import duration_summary
-from ..data.unit_files import (
-    codes_to_tokens,
-    merge_unit_shards,
-    shard_suffix,
-    write_dictionary,
-    write_unit_lines,
-)
+from ..data.shards import shard_suffix, split_output
+from ..data.unit_files import codes_to_tokens, merge_unit_shards, write_dictionary, write_unit_lines
 from ..models.vq_wav2vec import codebook_shape, load_quantizer
 from ..unit_quality import frame_window, phone_report, plot_code_frequencies, usage_stats
 
@@ -50,10 +48,9 @@ logger = logging.getLogger("fairseq_vqw2v.quantize")
 LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
 
 
-def quantize_split(model, dataset, indices, max_samples, device, desc):
-    """Tokens of each utterance in ``indices`` -> dict index -> list of tokens."""
+def quantize_split(model, dataset, batches, device, desc):
+    """Tokens of each utterance of ``batches`` -> dict index -> list of tokens."""
     tokens = {}
-    batches = length_batches(dataset.sizes, indices, max_samples)
     for batch in tqdm(batches, desc=desc, unit="batch"):
         collated = dataset.collater([dataset[i] for i in batch])
         net_input = collated["net_input"]
@@ -105,12 +102,13 @@ def quantize(args):
     logmel_cache, window = {}, frame_window(model.output_lengths)
     for split in args.splits:
         dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
-        indices = np.array_split(np.arange(len(dataset)), args.num_shards)[args.shard].tolist()
         max_samples = int(args.batch_size_seconds * dataset.sample_rate)
-        tokens = quantize_split(model, dataset, indices, max_samples, args.device, split)
-        counts = write_unit_lines(
-            os.path.join(args.dest, f"{split}.src{suffix}"), (tokens[i] for i in indices)
-        )
+        batches, indices = shard_batches(length_batches(dataset.sizes, range(len(dataset)),
+                                                        max_samples), args.shard, args.num_shards)
+        tokens = quantize_split(model, dataset, batches, args.device, split)
+        with split_output(args.dest, split, args.shard, args.num_shards, indices) as folder:
+            counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
+                                      (tokens[i] for i in indices))
         total.update(counts)
         sizes += dataset.sizes[indices].tolist()
         copy_labels(args.manifest_dir, args.dest, split)
@@ -122,13 +120,15 @@ def quantize(args):
             write_report(args.dest, split + suffix, counts, num_vars, groups, phones)
             if phones is not None:
                 print(phone_summary(split + suffix, phones))
-    write_dictionary(os.path.join(args.dest, f"dict.txt{suffix}"), total)
+    if args.num_shards == 1:
+        write_dictionary(os.path.join(args.dest, "dict.txt"), total)
     stats = usage_stats(total, num_vars, groups)
+    written = os.path.join(args.dest, f"*{suffix}") if args.num_shards > 1 else args.dest
     print(
         f"quantized {duration_summary(sizes, dataset.sample_rate)} of {','.join(args.splits)} "
         f"into {stats['tokens']} tokens: {stats['distinct_tokens']} distinct of "
         f"{stats['possible_tokens']}, code perplexity {stats['code_perplexity']:.1f} of "
-        f"{stats['max_code_perplexity']}, {stats['bitrate']:.0f} bit/s -> {args.dest}{suffix} "
+        f"{stats['max_code_perplexity']}, {stats['bitrate']:.0f} bit/s -> {written} "
         f"in {time.time() - start:.1f} s"
     )
 
@@ -151,15 +151,12 @@ def parse_args(argv=None):
         "--batch-size-seconds", type=float, default=100.0,
         help="padded seconds of audio per batch",
     )
-    parser.add_argument("--shard", type=int, default=0, help="this process's shard (0-based)")
-    parser.add_argument("--num-shards", type=int, default=1, help="number of shards")
-    parser.add_argument("--merge", action="store_true", help="join finished shards and exit")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--report", action="store_true", help="usage JSON + frequency plot")
+    add_shard_arguments(parser)
     args = parser.parse_args(argv)
     args.splits = [s for s in args.splits.split(",") if s]
-    if not 0 <= args.shard < args.num_shards:
-        parser.error(f"--shard {args.shard} is not in [0, --num-shards {args.num_shards})")
+    check_shard_arguments(parser, args)
     if not args.merge and (args.checkpoint is None or args.manifest_dir is None):
         parser.error("--checkpoint and --manifest-dir are required (except with --merge)")
     return args

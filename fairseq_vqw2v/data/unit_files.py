@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from fairseq.data import Dictionary
 
+from .shards import finished_parts, manifest_order, remove_parts
+
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "-"
@@ -130,38 +132,23 @@ def read_dictionary_counts(path: str) -> Counter:
     return counts
 
 
-def shard_suffix(shard: int, num_shards: int) -> str:
-    """What a shard appends to the names of the files it writes (nothing for a single job)."""
-    return f".shard{shard}of{num_shards}" if num_shards > 1 else ""
-
-
 def merge_unit_shards(dest: str, splits: List[str], num_shards: int) -> Tuple[int, Counter]:
-    """Joins the shard parts in ``dest`` of every split's ``.src``, in shard order, sums their
-    ``dict.txt`` parts and removes the parts; returns (lines written, token counts)."""
-    parts = {
-        name: [os.path.join(dest, f"{name}{shard_suffix(i, num_shards)}") for i in range(num_shards)]
-        for name in [f"{split}.src" for split in splits] + ["dict.txt"]
-    }
-    missing = [p for paths in parts.values() for p in paths if not os.path.exists(p)]
-    if missing:
-        raise FileNotFoundError(f"cannot merge: missing shard parts {', '.join(missing)}")
-    lines = 0
-    for split in splits:
-        target = os.path.join(dest, f"{split}.src")
-        with open(target + ".tmp", "w") as out:
-            for path in parts[f"{split}.src"]:
-                with open(path) as f:
-                    for line in f:
-                        out.write(line)
-                        lines += 1
-        os.replace(target + ".tmp", target)
-    counts = Counter()
-    for path in parts["dict.txt"]:
-        counts.update(read_dictionary_counts(path))
+    """Writes every split's ``{split}.src`` in ``dest`` from the parts of its ``num_shards``
+    shards, in manifest order, and the ``dict.txt`` counting them all, as a single job over
+    ``splits`` does; removes the parts. Returns (lines written, token counts)."""
+    parts = finished_parts(dest, splits, num_shards)
+    orders = {split: manifest_order(folders) for split, folders in parts.items()}
+    lines, counts = 0, Counter()
+    for split, folders in parts.items():
+        part_lines = []
+        for folder in folders:
+            with open(os.path.join(folder, f"{split}.src")) as f:
+                part_lines.append(f.read().splitlines())
+        counts.update(write_unit_lines(os.path.join(dest, f"{split}.src"),
+                                       (part_lines[p][j].split() for p, j in orders[split])))
+        lines += len(orders[split])
     write_dictionary(os.path.join(dest, "dict.txt"), counts)
-    for paths in parts.values():
-        for path in paths:
-            os.remove(path)
+    remove_parts(parts)
     return lines, counts
 
 
