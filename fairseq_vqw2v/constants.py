@@ -9,5 +9,9 @@ FRAME_STRIDE = 160
 FRAME_RATE = SAMPLE_RATE // FRAME_STRIDE
 """Frames (and unit tokens) per second: 100 Hz."""
 
+LARGE_ENCODER = "[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2), (512, 1, 1), (512, 1, 1), (512, 1, 1)]"
+"""The vq-wav2vec encoder's conv layers ``[(dim, kernel, stride), ...]`` (the paper's and the
+default): the manifest checks take its receptive field (465 samples) as the shortest usable file."""
+
 WORD_BOUNDARY = "|"
 """Word separator in letter targets (fairseq's `.ltr` convention, also the CTC silence token)."""

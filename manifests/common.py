@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import soundfile as sf
 from tqdm import tqdm
 
-from fairseq_vqw2v.constants import SAMPLE_RATE
+from fairseq_vqw2v.constants import LARGE_ENCODER, SAMPLE_RATE
 from fairseq_vqw2v.data.manifest import (
     ManifestError,
     check_audio,
@@ -42,7 +42,6 @@ from fairseq_vqw2v.data.manifest import (
     words_to_letters,
     write_files,
 )
-from fairseq_vqw2v.models.vq_wav2vec import LARGE_ENCODER
 
 DEFAULT_MIN_SAMPLES = receptive_field(ast.literal_eval(LARGE_ENCODER))
 """Receptive field of the default vq-wav2vec encoder (465 samples): shorter files give no frame."""

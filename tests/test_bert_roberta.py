@@ -11,8 +11,8 @@ from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 
 from fairseq_vqw2v.checkpoint import fairseq_safe_globals, load_fairseq_checkpoint
 from fairseq_vqw2v.criterions.span_mlm import SpanMlmCriterion
-from fairseq_vqw2v.features import load_unit_bert
 from fairseq_vqw2v.interop.roberta import convert_roberta_checkpoint, roberta_state_to_unit_bert
+from fairseq_vqw2v.models.unit_bert import load_unit_bert
 
 from _bert_util import write_unit_corpus
 

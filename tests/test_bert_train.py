@@ -9,7 +9,7 @@ import pytest
 from _bert_util import write_unit_corpus
 
 import fairseq_vqw2v
-from fairseq_vqw2v.features import load_unit_bert
+from fairseq_vqw2v.models.unit_bert import load_unit_bert
 
 USER_DIR = Path(fairseq_vqw2v.__file__).parent
 

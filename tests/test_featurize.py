@@ -1,7 +1,9 @@
 """Featurize: audio -> vq-wav2vec units -> frozen unit_bert features (or the vq-wav2vec
-aggregator output, or BERT on a quantize folder's units), on disk and on the fly."""
+aggregator output, or BERT on a quantize folder's units), on disk and on the fly; quantize and
+featurize in shards, merged into the single job's bytes."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -9,13 +11,19 @@ import soundfile as sf
 import torch
 
 from fairseq_vqw2v.cli.featurize import main as featurize_main
+from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
+from fairseq_vqw2v.data.batching import length_batches, shard_batches
 from fairseq_vqw2v.data.feature_files import feature_index
 from fairseq_vqw2v.data.unit_files import codes_to_tokens
-from fairseq_vqw2v.features import UnitBertFeaturizer, load_unit_bert
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
-from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
+from fairseq_vqw2v.models.unit_bert import (
+    UnitBertConfig,
+    UnitBertFeaturizer,
+    UnitBertModel,
+    load_unit_bert,
+)
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 
 VQ_VARS = 6  # 36 possible units: all of them go in the dictionary
@@ -29,8 +37,9 @@ def setup(tmp_path_factory, write_manifest, noise):
     write_manifest(root, audio, "test", "u")
 
     torch.manual_seed(0)
-    vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(16, 10, 5), (16, 8, 4)]",
-                         vq_vars=VQ_VARS)
+    # 160-sample frames, as quantize requires
+    vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(16, 10, 5), (16, 8, 4), "
+                         "(16, 4, 2), (16, 4, 2), (16, 4, 2)]", vq_vars=VQ_VARS)
     vq = VqWav2VecModel(vq_cfg)
     vq_state = unit_bert_checkpoint(UnitBertConfig(), {}, str(root))  # the fairseq envelope
     vq_state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(vq_cfg),
@@ -131,3 +140,84 @@ def test_unit_bert_loader_rejects_other_models(setup):
     root, _, _ = setup
     with pytest.raises(ValueError, match="not a unit_bert checkpoint"):
         load_unit_bert(str(root / "vq.pt"))
+
+
+# 1.2 s batches of the audio (1 s, 0.25 s, 0.5625 s) are [1 s], [0.5625 s, 0.25 s]: of three
+# shards, one gets no batch
+BATCH = ["--batch-size-seconds", "1.2"]
+NUM_SHARDS = ["--num-shards", "3"]
+
+
+def test_shards_take_runs_of_the_single_jobs_batches():
+    sizes = [5, 9, 1, 7, 3, 8, 2]
+    batches = length_batches(sizes, range(len(sizes)), 16)
+    for num_shards in (1, 2, 3, 10):
+        shards = [shard_batches(batches, s, num_shards) for s in range(num_shards)]
+        assert [batch for run, _ in shards for batch in run] == batches
+        for run, indices in shards:
+            assert indices == sorted(i for batch in run for i in batch)
+
+
+def run_shards(main, args, dest, shards=range(3)):
+    for shard in shards:
+        assert main([*args, "--dest", str(dest), "--shard", str(shard), *NUM_SHARDS, *BATCH]) == 0
+
+
+def file_bytes(folder, names):
+    return {name: (folder / name).read_bytes() for name in names}
+
+
+@pytest.fixture(scope="module")
+def units(setup):
+    """The test split quantized by a single job."""
+    root = setup[0]
+    assert quantize_main(["--checkpoint", str(root / "vq.pt"), "--manifest-dir", str(root),
+                          "--splits", "test", "--dest", str(root / "units_single"), *BATCH]) == 0
+    return root / "units_single"
+
+
+def test_quantize_shards_merge_into_the_single_jobs_bytes(setup, units, tmp_path):
+    root = setup[0]
+    args = ["--checkpoint", str(root / "vq.pt"), "--manifest-dir", str(root), "--splits", "test"]
+    run_shards(quantize_main, args, tmp_path)
+    assert quantize_main(["--merge", "--dest", str(tmp_path), "--splits", "test", *NUM_SHARDS]) == 0
+    names = ["test.src", "dict.txt"]
+    assert file_bytes(tmp_path, names) == file_bytes(units, names)
+    assert not list(tmp_path.glob("*shard*"))
+
+
+@pytest.mark.parametrize("source", ["bert_from_audio", "bert_from_units", "c"])
+def test_featurize_shards_merge_into_the_single_jobs_bytes(setup, units, source, tmp_path):
+    root = setup[0]
+    bert = ["--bert-checkpoint", str(root / "bert" / "bert.pt")]
+    args = {
+        "bert_from_audio": ["--vq-checkpoint", str(root / "vq.pt"), *bert],
+        "bert_from_units": ["--units-dir", str(units), *bert],
+        "c": ["--vq-checkpoint", str(root / "vq.pt")],
+    }[source] + ["--manifest-dir", str(root), "--split", "test"]
+    assert featurize_main([*args, "--dest", str(tmp_path / "single"), *BATCH]) == 0
+    run_shards(featurize_main, args, tmp_path / "sharded")
+    assert featurize_main(["--merge", "--split", "test", "--dest", str(tmp_path / "sharded"),
+                           *NUM_SHARDS]) == 0
+    names = ["test.feats.npy", "test.lengths"]
+    assert file_bytes(tmp_path / "sharded", names) == file_bytes(tmp_path / "single", names)
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == names
+
+
+def test_merge_names_a_missing_shard_and_a_rerun_reproduces_it(setup, tmp_path, capsys):
+    root = setup[0]
+    args = ["--vq-checkpoint", str(root / "vq.pt"), "--manifest-dir", str(root), "--split", "test"]
+    run_shards(featurize_main, args, tmp_path)
+    part = tmp_path / "test.shard1of3"
+    written = file_bytes(part, ["test.feats.npy", "test.lengths", "indices"])
+    shutil.rmtree(part)
+    (tmp_path / "test.shard1of3.tmp").mkdir()  # what a killed run leaves
+    merge = ["--merge", "--split", "test", "--dest", str(tmp_path), *NUM_SHARDS]
+    assert featurize_main(merge) == 1
+    assert "missing shard(s) 1 of 3 (no test.shard1of3 in" in capsys.readouterr().err
+    assert not (tmp_path / "test.feats.npy").exists()
+
+    run_shards(featurize_main, args, tmp_path, shards=[1])
+    assert file_bytes(part, written) == written
+    assert not (tmp_path / "test.shard1of3.tmp").exists()
+    assert featurize_main(merge) == 0

@@ -1,5 +1,6 @@
 """Command-line entry points: thin wrappers over the package."""
 
+import argparse
 import logging
 import sys
 from typing import Callable, Optional
@@ -19,3 +20,19 @@ def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:
     if summary:
         print(summary)
     return 0
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shard i --num-shards n`` and ``--merge`` (see :mod:`fairseq_vqw2v.data.shards`)."""
+    group = parser.add_argument_group("sharding: n independent jobs (one per GPU or node), merged")
+    group.add_argument("--shard", type=int, default=0, help="this job's shard (0-based)")
+    group.add_argument("--num-shards", type=int, default=1, help="number of shards")
+    group.add_argument("--merge", action="store_true",
+                       help="write the outputs from all --num-shards shards' parts, then exit")
+
+
+def check_shard_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not 0 <= args.shard < args.num_shards:
+        parser.error(f"--shard {args.shard} is not in [0, --num-shards {args.num_shards})")
+    if args.merge and args.num_shards < 2:
+        parser.error("--merge joins the parts of --num-shards N > 1 shards")

@@ -13,7 +13,16 @@ line, same order), the format of :mod:`fairseq_vqw2v.data.feature_files`; the ac
 reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
 Transformer layer's output (``--layer N``: layer N), one vector per vq-wav2vec frame (10 ms);
 utterances longer than BERT's positions are encoded in consecutive windows (see
-:class:`fairseq_vqw2v.features.UnitBertFeaturizer`). Runs on CPU by default; no data parallelism.
+:class:`fairseq_vqw2v.models.unit_bert.UnitBertFeaturizer`). Runs on CPU by default.
+
+Sharding (e.g. one job per GPU or node): ``--shard i --num-shards n`` writes its part of the
+split into the folder ``{split}.shard{i}of{n}``; once all n have finished, ``--merge --num-shards
+n`` (same ``--split`` and ``--dest``) writes ``{split}.feats.npy`` and ``{split}.lengths`` byte for
+byte as a single job does and removes the parts. Shards take contiguous runs of the single job's
+length-sorted batches of the whole split instead of batching again, so every utterance is
+computed in the same padded batch: run all shards on the same inputs with the same
+``--batch-size-seconds`` (and kind of device). A killed shard is rerun alone; ``--merge`` names
+the missing shards and writes nothing without them (:mod:`fairseq_vqw2v.data.shards`).
 """
 
 import argparse
@@ -25,14 +34,15 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import run
+from . import add_shard_arguments, check_shard_arguments, run
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
-from ..data.batching import length_batches
-from ..data.feature_files import write_features
+from ..data.batching import length_batches, shard_batches
+from ..data.feature_files import merge_feature_shards, write_features
 from ..data.manifest import read_manifest
-from ..features import UnitBertFeaturizer
+from ..data.shards import output_folder, split_output
+from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
@@ -71,32 +81,31 @@ class AggregatorFeaturizer:
 
 
 def _audio_batches(args, vq_model, task_cfg, featurizer):
-    """(frames per utterance, generator of (indices, features)) computed from the audio."""
+    """(frames per utterance, the split's batches, batch -> features) computed from the audio."""
     dataset = full_utterance_dataset(args.manifest_dir, args.split, task_cfg)
     lengths = vq_model.output_lengths(torch.as_tensor(dataset.sizes, dtype=torch.long)).tolist()
+    max_samples = int(args.batch_size_seconds * dataset.sample_rate)
 
-    def batches():
-        max_samples = int(args.batch_size_seconds * dataset.sample_rate)
-        for batch in length_batches(dataset.sizes, range(len(dataset)), max_samples):
-            net_input = dataset.collater([dataset[i] for i in batch])["net_input"]
-            yield batch, featurizer.from_audio(vq_model, net_input["source"].to(args.device),
-                                               net_input["padding_mask"].to(args.device))
+    def features(batch):
+        net_input = dataset.collater([dataset[i] for i in batch])["net_input"]
+        return featurizer.from_audio(vq_model, net_input["source"].to(args.device),
+                                     net_input["padding_mask"].to(args.device))
 
-    return lengths, batches()
+    return lengths, length_batches(dataset.sizes, range(len(dataset)), max_samples), features
 
 
 def _unit_batches(args, featurizer):
-    """(frames per utterance, generator of (indices, features)) from a quantize folder's units."""
+    """(frames per utterance, the split's batches, batch -> features) from a quantize folder's
+    units."""
     manifest = read_manifest(os.path.join(args.manifest_dir, f"{args.split}.tsv"))
     units = UnitSource(args.units_dir, args.split, len(manifest.entries))
     lengths = units.frames.tolist()
+    max_frames = int(args.batch_size_seconds * FRAME_RATE)
 
-    def batches():
-        max_frames = int(args.batch_size_seconds * FRAME_RATE)
-        for batch in length_batches(lengths, range(len(units)), max_frames):
-            yield batch, featurizer([featurizer.token_ids(units[i]) for i in batch])
+    def features(batch):
+        return featurizer([featurizer.token_ids(units[i]) for i in batch])
 
-    return lengths, batches()
+    return lengths, length_batches(lengths, range(len(units)), max_frames), features
 
 
 def featurize(args) -> str:
@@ -105,22 +114,35 @@ def featurize(args) -> str:
         featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layer, args.device)
         what = f"BERT layer {args.layer or len(featurizer.model.encoder.layers)}"
         if args.units_dir:
-            lengths, batches = _unit_batches(args, featurizer)
+            lengths, batches, features = _unit_batches(args, featurizer)
             what += f" on the units of {args.units_dir}"
         else:
             vq_model, task_cfg = load_quantizer(args.vq_checkpoint, args.device)
-            lengths, batches = _audio_batches(args, vq_model, task_cfg, featurizer)
+            lengths, batches, features = _audio_batches(args, vq_model, task_cfg, featurizer)
     else:
         vq_model, task_cfg = load_vq_wav2vec(args.vq_checkpoint, args.device)
         featurizer = AggregatorFeaturizer(vq_model)
-        lengths, batches = _audio_batches(args, vq_model, task_cfg, featurizer)
+        lengths, batches, features = _audio_batches(args, vq_model, task_cfg, featurizer)
         what = "vq-wav2vec aggregator output c"
+    batches, indices = shard_batches(batches, args.shard, args.num_shards)
+    computed = ((batch, features(batch)) for batch in batches)
     if args.bert_checkpoint:
-        batches = _checking_unknown_units(batches, featurizer, args)
-    feats_path = write_features(args.dest, args.split, lengths, featurizer.dim,
-                                tqdm(batches, desc=f"featurize {args.split}", unit="batch"))
-    return (f"featurized {len(lengths)} utterances of {args.split} ({sum(lengths)} frames, "
-            f"{featurizer.dim}-dim, {what}) -> {feats_path} in {time.time() - start:.1f} s")
+        computed = _checking_unknown_units(computed, featurizer, args)
+    with split_output(args.dest, args.split, args.shard, args.num_shards, indices) as folder:
+        write_features(folder, args.split, lengths, featurizer.dim,
+                       tqdm(computed, total=len(batches), desc=f"featurize {args.split}",
+                            unit="batch"), indices)
+    written = os.path.join(output_folder(args.dest, args.split, args.shard, args.num_shards),
+                           f"{args.split}.feats.npy")
+    return (f"featurized {len(indices)} utterances of {args.split} "
+            f"({sum(lengths[i] for i in indices)} frames, {featurizer.dim}-dim, {what}) -> "
+            f"{written} in {time.time() - start:.1f} s")
+
+
+def merge(args) -> str:
+    feats_path, lengths = merge_feature_shards(args.dest, args.split, args.num_shards)
+    return (f"merged {args.num_shards} shards of {args.split}: {len(lengths)} utterances, "
+            f"{sum(lengths)} frames -> {feats_path}")
 
 
 def parse_args(argv=None):
@@ -132,7 +154,7 @@ def parse_args(argv=None):
     parser.add_argument("--bert-checkpoint",
                         help="unit_bert checkpoint (dict.txt beside it or in its data folder); "
                         "without it the features are the vq-wav2vec aggregator output c")
-    parser.add_argument("--manifest-dir", required=True, help="folder with {split}.tsv")
+    parser.add_argument("--manifest-dir", help="folder with {split}.tsv")
     parser.add_argument("--split", required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--layer", type=int, default=None,
@@ -143,7 +165,13 @@ def parse_args(argv=None):
                         "before featurizing stops: a quantizer and BERT that do not match")
     parser.add_argument("--batch-size-seconds", type=float, default=60.0,
                         help="audio per vq-wav2vec batch, padding included")
+    add_shard_arguments(parser)
     args = parser.parse_args(argv)
+    check_shard_arguments(parser, args)
+    if args.merge:
+        return args
+    if args.manifest_dir is None:
+        parser.error("--manifest-dir is required (except with --merge)")
     if args.layer is not None and not args.bert_checkpoint:
         parser.error("--layer selects a BERT layer: it needs --bert-checkpoint")
     if args.units_dir and not args.bert_checkpoint:
@@ -155,7 +183,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run(lambda: featurize(args))
+    return run(lambda: merge(args) if args.merge else featurize(args))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ on log-mel frames, fit on train, as many clusters as the units use distinct toke
 the units beat it, and ``{split}.phones.png`` plots the phone x unit co-occurrence (see
 ``fairseq_vqw2v.unit_quality``).
 
-Sharding: ``--shard i --num-shards n`` quantizes the i-th contiguous n-th of every split into
-``{split}.src.shard{i}of{n}`` (+ ``dict.txt.shard{i}of{n}``), e.g. one process per GPU; once all n
-have finished, ``--merge --num-shards n`` (same ``--dest`` and ``--splits``) joins them into
-``{split}.src`` and ``dict.txt`` and removes the parts.
+Sharding (e.g. one job per GPU or node): ``--shard i --num-shards n`` writes its part of every
+split into the folder ``{split}.shard{i}of{n}``; once all n have finished, ``--merge --num-shards
+n`` (same ``--splits`` and ``--dest``) writes ``{split}.src`` and ``dict.txt`` byte for byte as a
+single job does and removes the parts. Shards take contiguous runs of the single job's
+length-sorted batches of the whole split instead of batching again, so every utterance is
+quantized in the same padded batch: run all shards on the same manifests with the same
+``--batch-size-seconds`` (and kind of device). A killed shard is rerun alone; ``--merge`` names
+the missing shards and writes nothing without them (:mod:`fairseq_vqw2v.data.shards`).
 """
 
 import argparse
@@ -28,19 +32,14 @@ import sys
 import time
 from collections import Counter
 
-import numpy as np
 from tqdm import tqdm
 
-from . import run
+from . import add_shard_arguments, check_shard_arguments, run
 from ..data.audio_dataset import full_utterance_dataset
-from ..data.batching import length_batches
+from ..data.batching import length_batches, shard_batches
 from ..data.manifest import duration_summary
-from ..data.unit_files import (
-    codes_to_tokens,
-    read_dictionary_counts,
-    write_dictionary,
-    write_unit_lines,
-)
+from ..data.shards import shard_suffix, split_output
+from ..data.unit_files import codes_to_tokens, merge_unit_shards, write_dictionary, write_unit_lines
 from ..models.vq_wav2vec import codebook_shape, load_quantizer
 from ..unit_quality import frame_window, phone_report, plot_code_frequencies, usage_stats
 
@@ -49,10 +48,9 @@ logger = logging.getLogger("fairseq_vqw2v.quantize")
 LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
 
 
-def quantize_split(model, dataset, indices, max_samples, device, desc):
-    """Tokens of each utterance in ``indices`` -> dict index -> list of tokens."""
+def quantize_split(model, dataset, batches, device, desc):
+    """Tokens of each utterance of ``batches`` -> dict index -> list of tokens."""
     tokens = {}
-    batches = length_batches(dataset.sizes, indices, max_samples)
     for batch in tqdm(batches, desc=desc, unit="batch"):
         collated = dataset.collater([dataset[i] for i in batch])
         net_input = collated["net_input"]
@@ -61,10 +59,6 @@ def quantize_split(model, dataset, indices, max_samples, device, desc):
         for i, c in zip(batch, codes):
             tokens[i] = codes_to_tokens(c)
     return tokens
-
-
-def shard_suffix(shard, num_shards):
-    return f".shard{shard}of{num_shards}" if num_shards > 1 else ""
 
 
 def copy_labels(manifest_dir, dest, split):
@@ -108,12 +102,13 @@ def quantize(args):
     logmel_cache, window = {}, frame_window(model.output_lengths)
     for split in args.splits:
         dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
-        indices = np.array_split(np.arange(len(dataset)), args.num_shards)[args.shard].tolist()
         max_samples = int(args.batch_size_seconds * dataset.sample_rate)
-        tokens = quantize_split(model, dataset, indices, max_samples, args.device, split)
-        counts = write_unit_lines(
-            os.path.join(args.dest, f"{split}.src{suffix}"), (tokens[i] for i in indices)
-        )
+        batches, indices = shard_batches(length_batches(dataset.sizes, range(len(dataset)),
+                                                        max_samples), args.shard, args.num_shards)
+        tokens = quantize_split(model, dataset, batches, args.device, split)
+        with split_output(args.dest, split, args.shard, args.num_shards, indices) as folder:
+            counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
+                                      (tokens[i] for i in indices))
         total.update(counts)
         sizes += dataset.sizes[indices].tolist()
         copy_labels(args.manifest_dir, args.dest, split)
@@ -125,44 +120,21 @@ def quantize(args):
             write_report(args.dest, split + suffix, counts, num_vars, groups, phones)
             if phones is not None:
                 print(phone_summary(split + suffix, phones))
-    write_dictionary(os.path.join(args.dest, f"dict.txt{suffix}"), total)
+    if args.num_shards == 1:
+        write_dictionary(os.path.join(args.dest, "dict.txt"), total)
     stats = usage_stats(total, num_vars, groups)
+    written = os.path.join(args.dest, f"*{suffix}") if args.num_shards > 1 else args.dest
     print(
         f"quantized {duration_summary(sizes, dataset.sample_rate)} of {','.join(args.splits)} "
         f"into {stats['tokens']} tokens: {stats['distinct_tokens']} distinct of "
         f"{stats['possible_tokens']}, code perplexity {stats['code_perplexity']:.1f} of "
-        f"{stats['max_code_perplexity']}, {stats['bitrate']:.0f} bit/s -> {args.dest}{suffix} "
+        f"{stats['max_code_perplexity']}, {stats['bitrate']:.0f} bit/s -> {written} "
         f"in {time.time() - start:.1f} s"
     )
 
 
 def merge(args):
-    """Joins the shard parts of every split, in shard order, and sums their dictionaries."""
-    parts = {
-        name: [os.path.join(args.dest, f"{name}{shard_suffix(i, args.num_shards)}")
-               for i in range(args.num_shards)]
-        for name in [f"{split}.src" for split in args.splits] + ["dict.txt"]
-    }
-    missing = [p for paths in parts.values() for p in paths if not os.path.exists(p)]
-    if missing:
-        raise SystemExit(f"cannot merge: missing shard parts {', '.join(missing)}")
-    lines = 0
-    for split in args.splits:
-        target = os.path.join(args.dest, f"{split}.src")
-        with open(target + ".tmp", "w") as out:
-            for path in parts[f"{split}.src"]:
-                with open(path) as f:
-                    for line in f:
-                        out.write(line)
-                        lines += 1
-        os.replace(target + ".tmp", target)
-    counts = Counter()
-    for path in parts["dict.txt"]:
-        counts.update(read_dictionary_counts(path))
-    write_dictionary(os.path.join(args.dest, "dict.txt"), counts)
-    for paths in parts.values():
-        for path in paths:
-            os.remove(path)
+    lines, counts = merge_unit_shards(args.dest, args.splits, args.num_shards)
     print(
         f"merged {args.num_shards} shards of {','.join(args.splits)}: {lines} lines, "
         f"{sum(counts.values())} tokens, {len(counts)} distinct -> {args.dest}"
@@ -179,15 +151,12 @@ def parse_args(argv=None):
         "--batch-size-seconds", type=float, default=100.0,
         help="padded seconds of audio per batch",
     )
-    parser.add_argument("--shard", type=int, default=0, help="this process's shard (0-based)")
-    parser.add_argument("--num-shards", type=int, default=1, help="number of shards")
-    parser.add_argument("--merge", action="store_true", help="join finished shards and exit")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--report", action="store_true", help="usage JSON + frequency plot")
+    add_shard_arguments(parser)
     args = parser.parse_args(argv)
     args.splits = [s for s in args.splits.split(",") if s]
-    if not 0 <= args.shard < args.num_shards:
-        parser.error(f"--shard {args.shard} is not in [0, --num-shards {args.num_shards})")
+    check_shard_arguments(parser, args)
     if not args.merge and (args.checkpoint is None or args.manifest_dir is None):
         parser.error("--checkpoint and --manifest-dir are required (except with --merge)")
     return args

@@ -1,4 +1,7 @@
-"""Batching: fairseq batches that keep every utterance, and length-sorted inference batches."""
+"""Batching: fairseq batches that keep every utterance, and length-sorted inference batches (and
+their division among the shards of a sharded extraction)."""
+
+from typing import List, Tuple
 
 import numpy as np
 
@@ -38,3 +41,16 @@ def length_batches(sizes, indices, max_samples):
     if current:
         batches.append(current)
     return batches
+
+
+def shard_batches(batches: List[List[int]], shard: int, num_shards: int
+                  ) -> Tuple[List[List[int]], List[int]]:
+    """The batches shard ``shard`` of ``num_shards`` computes, and the indices they hold (sorted).
+
+    A batch's outputs can depend, at rounding level, on which utterances share its padding, so
+    shards do not batch again: each takes a contiguous run (near-equal counts) of the single
+    job's ``batches`` as they are, every utterance is computed with the same neighbours, and the
+    merged shards equal the single job's output byte for byte.
+    """
+    run = batches[len(batches) * shard // num_shards : len(batches) * (shard + 1) // num_shards]
+    return run, sorted(i for batch in run for i in batch)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from fairseq.data import Dictionary
 
+from .shards import finished_parts, manifest_order, remove_parts
+
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "-"
@@ -128,6 +130,26 @@ def read_dictionary_counts(path: str) -> Counter:
                 raise ValueError(f"{path}:{n}: expected 'token count', got {line.rstrip()!r}")
             counts[parts[0]] += int(parts[1])
     return counts
+
+
+def merge_unit_shards(dest: str, splits: List[str], num_shards: int) -> Tuple[int, Counter]:
+    """Writes every split's ``{split}.src`` in ``dest`` from the parts of its ``num_shards``
+    shards, in manifest order, and the ``dict.txt`` counting them all, as a single job over
+    ``splits`` does; removes the parts. Returns (lines written, token counts)."""
+    parts = finished_parts(dest, splits, num_shards)
+    orders = {split: manifest_order(folders) for split, folders in parts.items()}
+    lines, counts = 0, Counter()
+    for split, folders in parts.items():
+        part_lines = []
+        for folder in folders:
+            with open(os.path.join(folder, f"{split}.src")) as f:
+                part_lines.append(f.read().splitlines())
+        counts.update(write_unit_lines(os.path.join(dest, f"{split}.src"),
+                                       (part_lines[p][j].split() for p, j in orders[split])))
+        lines += len(orders[split])
+    write_dictionary(os.path.join(dest, "dict.txt"), counts)
+    remove_parts(parts)
+    return lines, counts
 
 
 def dictionary_codebook(path: str) -> Tuple[int, int]:

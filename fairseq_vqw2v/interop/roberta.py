@@ -16,8 +16,7 @@ from typing import Dict
 import torch
 
 from ..checkpoint import load_fairseq_checkpoint, model_name
-from ..features import find_dictionary
-from ..models.unit_bert import UnitBertConfig
+from ..models.unit_bert import UnitBertConfig, find_dictionary
 
 # roberta name (after the "encoder.sentence_encoder." / "encoder.lm_head." prefix) -> ours
 _EMBEDDING_KEYS = {

@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from ..modules.logmel import LogMelFilterbank
 from ..modules.masked_group_norm import frame_mask
+from .unit_bert import UnitBertFeaturizer
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +181,6 @@ class BertFrontend(nn.Module):
     def __init__(self, bert, dictionary, upstreams: FrozenUpstreams, finetune: bool = False,
                  freeze_updates: int = 0, layer: Optional[int] = None):
         super().__init__()
-        from ..features import UnitBertFeaturizer
-
         self.upstreams = upstreams
         self.finetune = finetune
         self.freeze_updates = freeze_updates

@@ -19,6 +19,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from fairseq.models.wav2vec.wav2vec import Wav2VecModel
 from omegaconf import II
 
+from fairseq_vqw2v.constants import LARGE_ENCODER
 from fairseq_vqw2v.data.manifest import receptive_field
 from fairseq_vqw2v.models._arch import set_arch_defaults
 from fairseq_vqw2v.modules.contrastive import ContrastivePredictor
@@ -34,7 +35,6 @@ ACTIVATION_CHOICES = ChoiceEnum(["relu", "gelu"])
 VQ_TYPE_CHOICES = ChoiceEnum(["none", "gumbel", "kmeans"])
 TEMP_SCHEDULE_CHOICES = ChoiceEnum(["exponential", "linear"])
 
-LARGE_ENCODER = "[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2), (512, 1, 1), (512, 1, 1), (512, 1, 1)]"
 LARGE_AGGREGATOR = "[" + ", ".join(f"(512, {k}, 1)" for k in range(2, 14)) + "]"
 
 

@@ -26,6 +26,7 @@ from ..modules.w2l_conv import (
 )
 from . import frontends
 from ._arch import set_arch_defaults
+from .unit_bert import load_unit_bert
 from .vq_wav2vec import codebook_shape, load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,6 @@ def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
         else:
             num_vars, groups = cfg.unit_vars, cfg.unit_groups
         return frontends.UnitFrontend(num_vars, groups, cfg.unit_embed_dim, upstreams)
-    from ..features import load_unit_bert
-
     path = _checked_path(cfg.bert, cfg.bert_sha256, "--bert", "bert")
     bert, dictionary = load_unit_bert(path)
     return frontends.BertFrontend(
