@@ -1,4 +1,5 @@
-"""vqw2v_contrastive: parity with fairseq's wav2vec criterion, accuracy, collapse warning."""
+"""vqw2v_contrastive: parity with fairseq's wav2vec criterion, accuracy, statistics of split
+batches, collapse warning."""
 
 import logging
 import math
@@ -16,6 +17,8 @@ from fairseq_vqw2v.criterions.contrastive import (
     ContrastiveCriterion,
     ContrastiveCriterionConfig,
 )
+from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel
+from fairseq_vqw2v.modules.perplexity import perplexity
 
 TINY_ENCODER = "[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]"
 TINY_AGGREGATOR = "[(32, 3, 1), (32, 3, 1)]"
@@ -119,17 +122,81 @@ def test_binary_accuracy_is_balanced_between_positives_and_negatives():
     assert torch.isfinite(loss)
 
 
-def test_reduce_metrics_logs_accuracy_and_perplexities():
-    model = reference_model("gumbel")
-    model.train()
-    _, _, log = run(ours(loss_weights=[1.0]), model, sample())
+def our_model(vq_type):
+    """Our vq_wav2vec, whose quantizers give the counts the statistics are derived from."""
+    torch.manual_seed(0)
+    return VqWav2VecModel(VqWav2VecConfig(
+        conv_feature_layers=TINY_ENCODER, conv_aggregator_layers=TINY_AGGREGATOR,
+        prediction_steps=3, num_negatives=4, vq_type=vq_type, vq_vars=16, infonce=False,
+        max_update=100,
+    ))
+
+
+def reduced(logging_outputs):
     with metrics.aggregate() as agg:
-        ContrastiveCriterion.reduce_metrics([log, log])
-        values = agg.get_smoothed_values()
+        ContrastiveCriterion.reduce_metrics(logging_outputs)
+        return agg.get_smoothed_values()
+
+
+def test_reduce_metrics_logs_accuracy_and_perplexities():
+    model = our_model("gumbel")
+    model.train()
+    batch = sample()
+    _, _, log = run(ours(loss_weights=[1.0]), model, batch)
+    torch.manual_seed(3)  # the same Gumbel samples as the criterion's forward
+    out = model(**batch["net_input"])
+    values = reduced([log, log])
     assert values["accuracy"] == pytest.approx(log["correct"] / log["count"], abs=1e-5)
-    assert values["code_perplexity"] == pytest.approx(log["code_perplexity"], abs=1e-3)
+    # one batch twice: the same histograms, so the same perplexities as the batch's own
+    assert values["code_perplexity"] == pytest.approx(float(out["code_perplexity"]), abs=1e-3)
+    assert values["prob_perplexity"] == pytest.approx(float(out["prob_perplexity"]), abs=1e-3)
+    assert values["distinct_codes"] == len(torch.unique(out["codes"].reshape(-1, 2), dim=0))
     assert values["temp"] == pytest.approx(2.0)
     assert values["loss"] == pytest.approx(log["loss"] / log["sample_size"] / math.log(2), 1e-3)
+
+
+@pytest.mark.parametrize("vq_type", ["gumbel", "kmeans"])
+def test_statistics_of_split_batches_are_those_of_the_whole_batch(vq_type):
+    """What fairseq does with two workers (or --update-freq 2): each computes half the batch and
+    the logging outputs are summed; the codebook statistics must be the whole batch's."""
+    model = our_model(vq_type)
+    model.eval()  # argmax codes: the same for an utterance whatever batch it is in
+    # halves of different sounds (tone in noise, loud noise), which use partly different codes
+    noise = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
+    source = torch.cat([sample()["net_input"]["source"], noise])
+    batch = {"id": torch.arange(4), "net_input": {"source": source}}
+    halves = [
+        {"id": batch["id"][i : i + 2], "net_input": {"source": batch["net_input"]["source"][i : i + 2]}}
+        for i in (0, 2)
+    ]
+    criterion = ours()
+    whole = reduced([run(criterion, model, batch)[2]])
+    split_logs = [run(criterion, model, half)[2] for half in halves]
+    split = reduced(split_logs)
+    # fairseq's distributed path: one logging output holding the sums
+    summed = reduced([{k: sum(log[k] for log in split_logs) for k in split_logs[0]}])
+
+    codes = model.extract_features(batch["net_input"]["source"])["idx"].reshape(-1, 2)
+    histogram = torch.stack([torch.bincount(codes[:, g], minlength=16) for g in range(2)]).float()
+    expected = {
+        "code_perplexity": float(perplexity(histogram / histogram.sum(-1, keepdim=True))),
+        "distinct_codes": len(torch.unique(codes, dim=0)),
+    }
+    for key, value in expected.items():
+        # logged rounded to 3 decimals
+        assert whole[key] == pytest.approx(value, abs=1e-3), key
+        assert split[key] == pytest.approx(value, abs=1e-3), key
+        assert summed[key] == pytest.approx(value, abs=1e-3), key
+    if vq_type == "gumbel":
+        assert split["prob_perplexity"] == pytest.approx(whole["prob_perplexity"], abs=1e-3)
+        assert summed["prob_perplexity"] == pytest.approx(whole["prob_perplexity"], abs=1e-3)
+    # the halves alone see fewer distinct tuples than the whole: a per-batch mean is wrong
+    assert max(reduced([log])["distinct_codes"] for log in split_logs) < expected["distinct_codes"]
+
+
+def test_array_log_keys_are_refused():
+    with pytest.raises(ValueError, match="cannot be summed across workers"):
+        ours(log_keys=["logits"])
 
 
 def test_collapse_monitor_warns_after_warmup_once_per_interval():
@@ -152,21 +219,17 @@ def test_collapse_monitor_quiet_on_healthy_or_recovering_codebook():
     assert not any(disabled.update(step, 1.0, 640) for step in range(5))
 
 
-def test_criterion_logs_collapse_warning_in_training_only(caplog):
-    model = reference_model("gumbel")
+def test_criterion_warns_on_collapse_from_the_update_counts_once(caplog):
+    model = our_model("gumbel")
+    model.train()
     # a 16 x 2 codebook on one batch of noise never reaches 99 % of its codes
     criterion = ours(collapse_warn_fraction=0.99, collapse_warn_after=2, collapse_warn_interval=3)
     batch = sample()
     caplog.set_level(logging.WARNING, logger="fairseq_vqw2v.criterions.contrastive")
-    criterion.train()
     for step in range(6):
         criterion.set_num_updates(step)
-        run(criterion, model, batch)
+        # two batches per update, as two workers or --update-freq 2 give
+        criterion.observe_update([run(criterion, model, batch)[2] for _ in range(2)])
     messages = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
     assert len(messages) == 2  # updates 2 and 5
     assert "of 32 possible codes after 2 updates" in messages[0]
-    caplog.clear()
-    criterion.eval()
-    criterion.set_num_updates(100)
-    run(criterion, model, batch)
-    assert not [r for r in caplog.records if "collapsed" in r.getMessage()]

@@ -59,8 +59,10 @@ def test_shapes_and_output_lengths(vq_type):
         assert feats["idx"].shape == (2, frames, 2) and feats["idx"].dtype == torch.long
         assert int(feats["idx"].max()) < 8
     out = model(source)
-    keys = {"gumbel": {"num_vars", "code_perplexity", "prob_perplexity", "temp", "codes"},
-            "kmeans": {"num_vars", "code_perplexity", "kmeans_loss", "codes"}, "none": set()}[vq_type]
+    keys = {"gumbel": {"num_vars", "code_perplexity", "prob_perplexity", "temp", "codes",
+                       "code_counts", "soft_code_counts"},
+            "kmeans": {"num_vars", "code_perplexity", "kmeans_loss", "codes", "code_counts"},
+            "none": set()}[vq_type]
     assert set(out) == keys | {"cpc_logits", "cpc_targets"}
     if vq_type != "none":
         assert torch.equal(out["codes"], feats["idx"])

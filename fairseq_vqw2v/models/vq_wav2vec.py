@@ -234,7 +234,8 @@ class VqWav2VecModel(BaseFairseqModel):
 
         Returns fairseq ``Wav2VecModel``'s dict (``cpc_logits``, ``cpc_targets`` and the
         quantizer's ``num_vars``, ``code_perplexity``, ``prob_perplexity``/``kmeans_loss``,
-        ``temp``) plus ``codes`` (B x T' x G long) when quantizing.
+        ``temp``) plus ``codes`` (B x T' x G long) and the quantizer's G x V ``code_counts``
+        (and ``soft_code_counts``) when quantizing.
         """
         with torch.autocast(source.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             result = {}

@@ -80,8 +80,10 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         Returns:
             dict: ``x`` the quantized features (``B x vq_dim x T``), ``targets`` the codes
             (``B x T x G`` long, with ``produce_targets``), ``code_perplexity`` (of the hard codes)
-            and ``prob_perplexity`` (of the mean softmax) over the valid frames, ``temp``, and
-            ``num_vars``: under fairseq's name, the number of codewords of all groups, G x V
+            and ``prob_perplexity`` (of the mean softmax) over the valid frames, the counts they
+            come from (``code_counts``: hard codes, ``soft_code_counts``: summed softmax; G x V,
+            no gradient; summed over batches they give the perplexities of the union), ``temp``,
+            and ``num_vars``: under fairseq's name, the number of codewords of all groups, G x V
             (the diversity loss is ``num_vars - prob_perplexity``).
         """
         result = {"num_vars": self.num_vars * self.groups}
@@ -94,10 +96,12 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
             k = logits.argmax(-1)
             hard_x = torch.zeros_like(logits).scatter_(-1, k.unsqueeze(-1), 1.0)
             valid_k = k if frame_mask is None else k[frame_mask.reshape(-1)]
-            counts = F.one_hot(valid_k, self.num_vars).float().mean(dim=0)
-            result["code_perplexity"] = perplexity(counts)
-        avg_probs = torch.softmax(valid.float(), dim=-1).mean(dim=0)
-        result["prob_perplexity"] = perplexity(avg_probs)
+            counts = F.one_hot(valid_k, self.num_vars).float().sum(dim=0)
+            result["code_counts"] = counts
+            result["code_perplexity"] = perplexity(counts / len(valid_k))
+        probs = torch.softmax(valid.float(), dim=-1)
+        result["prob_perplexity"] = perplexity(probs.mean(dim=0))
+        result["soft_code_counts"] = probs.detach().sum(dim=0)
         result["temp"] = self.curr_temp
 
         if self.training:

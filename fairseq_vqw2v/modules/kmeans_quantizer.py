@@ -76,7 +76,8 @@ class KmeansQuantizer(nn.Module):
         Returns:
             dict: ``x`` the quantized features (``B x vq_dim x T``, straight-through gradient),
             ``targets`` the codes (``B x T x G`` long, with ``produce_targets``),
-            ``code_perplexity`` over the valid frames, ``kmeans_loss``, and ``num_vars``: as
+            ``code_perplexity`` over the valid frames and the G x V ``code_counts`` it comes
+            from (as :class:`.GumbelQuantizer`'s), ``kmeans_loss``, and ``num_vars``: as
             :class:`.GumbelQuantizer`'s, the number of codewords of all groups, G x V (fairseq's
             k-means quantizer reports V there).
         """
@@ -101,8 +102,9 @@ class KmeansQuantizer(nn.Module):
             valid_idx = idx.reshape(-1, self.groups)
             if frame_mask is not None:
                 valid_idx = valid_idx[frame_mask.reshape(-1)]
-            probs = nn.functional.one_hot(valid_idx, self.num_vars).float().mean(dim=0)
-            result["code_perplexity"] = perplexity(probs)
+            counts = nn.functional.one_hot(valid_idx, self.num_vars).float().sum(dim=0)
+            result["code_counts"] = counts
+            result["code_perplexity"] = perplexity(counts / len(valid_idx))
         if produce_targets:
             result["targets"] = idx
 

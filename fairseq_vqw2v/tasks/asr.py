@@ -50,7 +50,7 @@ from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, file_sha256
 from ..models.w2l_ctc import W2lCtcModel
-from ._common import ResumableTaskConfig, check_resume
+from ._common import TrainingTaskConfig, check_training_run
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ DECODERS = ("viterbi", "kenlm", "charlm")
 
 
 @dataclass
-class AsrConfig(ResumableTaskConfig):
+class AsrConfig(TrainingTaskConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder of {split}.tsv manifests and {split}.{labels}"}
     )
@@ -139,7 +139,7 @@ class AsrTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: AsrConfig, **kwargs):
-        check_resume(cfg)
+        check_training_run(cfg)
         dictionary = load_label_dictionary(cfg.data, cfg.labels)
         logger.info(f"label dictionary: {len(dictionary)} symbols ({cfg.labels})")
         return cls(cfg, dictionary)

@@ -24,11 +24,11 @@ from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..data.unit_files import UnitDictionary
 from ..models.vq_wav2vec import VqWav2VecModel, codebook_shape
-from ._common import ResumableTaskConfig, check_resume
+from ._common import TrainingTaskConfig, check_training_run
 
 
 @dataclass
-class PretrainingConfig(ResumableTaskConfig):
+class PretrainingConfig(TrainingTaskConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder of the {split}.tsv manifests (manifests/*.py)"}
     )
@@ -96,7 +96,7 @@ class PretrainingTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: PretrainingConfig, **kwargs):
-        check_resume(cfg)
+        check_training_run(cfg)
         return cls(cfg)
 
     def load_dataset(self, split: str, **kwargs):
@@ -123,6 +123,13 @@ class PretrainingTask(FairseqTask):
         if hasattr(criterion, "set_num_updates"):
             criterion.set_num_updates(update_num)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        # the collapse warning needs the whole update's counts, all workers' batches: fairseq has
+        # summed them only here, and calls this after training and validation steps alike
+        if criterion.training and hasattr(criterion, "observe_update"):
+            criterion.observe_update(logging_outputs)
 
     def build_generator(self, models, args, **kwargs):
         model = models[0]

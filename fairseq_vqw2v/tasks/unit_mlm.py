@@ -29,13 +29,13 @@ from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
 from ..data.unit_files import add_mask, load_unit_dictionary
 from ..models.unit_bert import UnitBertModel
-from ._common import ResumableTaskConfig, check_resume
+from ._common import TrainingTaskConfig, check_training_run
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UnitMlmConfig(ResumableTaskConfig):
+class UnitMlmConfig(TrainingTaskConfig):
     data: str = field(
         default=MISSING,
         metadata={
@@ -86,7 +86,7 @@ class UnitMlmTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: UnitMlmConfig, **kwargs):
-        check_resume(cfg)
+        check_training_run(cfg)
         dictionary = load_unit_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"unit dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary)
