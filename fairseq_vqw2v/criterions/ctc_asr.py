@@ -103,8 +103,9 @@ class CtcAsrCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
+        # float: summed across workers, fairseq hands over tensors, which round() refuses
         def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
+            return float(sum(log.get(key, 0) for log in logging_outputs))
 
         loss, sample_size = total("loss"), total("sample_size")
         metrics.log_scalar("loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)

@@ -53,10 +53,12 @@ class SpanMlmCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        nmasked = sum(log.get("nmasked", 0) for log in logging_outputs)
-        ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
+        # float: summed across workers, fairseq hands over tensors, which round() refuses
+        def total(key):
+            return float(sum(log.get(key, 0) for log in logging_outputs))
+
+        loss_sum, sample_size = total("loss"), total("sample_size")
+        nmasked, ncorrect = total("nmasked"), total("ncorrect")
         metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
         metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["loss"].avg))
         metrics.log_scalar("nmasked", nmasked)

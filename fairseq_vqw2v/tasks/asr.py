@@ -205,7 +205,8 @@ class AsrTask(FairseqTask):
     def optimizer_step(self, optimizer, model, update_num):
         """Scales the updates of a fine-tuned upstream by ``upstream_lr_scale`` (for any
         optimizer: the step is taken, then pulled back towards the old weights)."""
-        model = getattr(model, "module", model)
+        # no unwrapping: in distributed training fairseq's ModuleProxyWrapper forwards these
+        # attributes to the model behind DDP, whose .module is the DDP wrapper, not the model
         params = model.upstream_parameters() if hasattr(model, "upstream_parameters") else []
         params = [p for p in params if p.grad is not None]
         scale = getattr(model.cfg, "upstream_lr_scale", 1.0)
