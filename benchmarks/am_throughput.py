@@ -44,15 +44,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def save_vq_checkpoint(model: VqWav2VecModel, folder: str) -> str:
+    """``folder/vq.pt``: ``model`` in a fairseq checkpoint, as fairseq-train writes it."""
+    state = unit_bert_checkpoint(UnitBertConfig(), {}, folder)
+    state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(model.cfg), "_name": "vq_wav2vec"},
+                    "task": {"_name": "vqw2v_pretraining", "data": folder}, "criterion": None}
+    state["model"] = model.state_dict()
+    path = os.path.join(folder, "vq.pt")
+    torch.save(state, path)
+    return path
+
+
 def write_upstreams(folder: str):
     """Random-weight vq_wav2vec_tiny and unit_bert_tiny checkpoints (and the BERT's dict.txt)."""
     torch.manual_seed(0)
     vq_cfg = arch_config("vq_wav2vec_tiny")
-    state = unit_bert_checkpoint(UnitBertConfig(), {}, folder)
-    state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(vq_cfg), "_name": "vq_wav2vec"},
-                    "task": {"_name": "vqw2v_pretraining", "data": folder}, "criterion": None}
-    state["model"] = VqWav2VecModel(vq_cfg).state_dict()
-    torch.save(state, os.path.join(folder, "vq.pt"))
+    save_vq_checkpoint(VqWav2VecModel(vq_cfg), folder)
     tokens = [f"{a}-{b}" for a in range(vq_cfg.vq_vars) for b in range(vq_cfg.vq_vars)]
     with open(os.path.join(folder, "dict.txt"), "w") as f:
         f.write("".join(f"{t} 1\n" for t in tokens))

@@ -40,13 +40,16 @@ from fairseq_vqw2v.data.unit_files import (  # noqa: E402
 )
 
 
-def write_corpus(folder: Path, utterances: int, seed: int = 0) -> None:
-    """Unit lines like a G=2 quantizer's output: 2 x 64 codes, slowly varying, 1..6 s at 100 Hz."""
+def write_corpus(folder: Path, utterances: int, max_tokens: int, seed: int = 0) -> None:
+    """Unit lines like a G=2 quantizer's output: 2 x 64 codes, slowly varying, 1 s at 100 Hz up
+    to ``max_tokens`` units. Every line fits the crop with its bos and eos: fairseq's masked_lm
+    drops a longer line where ours crops it, and the two would then train on different lengths
+    (with 1..6 s lines fairseq kept a third of them, the shortest)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     lines = []
     for _ in range(utterances):
-        n = int(rng.integers(100, 600))
+        n = int(rng.integers(100, max_tokens + 1))
         # codes persist for a few frames, as speech units do
         change = rng.random((n, 2)) < 0.3
         codes = np.cumsum(change * rng.integers(1, 64, (n, 2)), axis=0) % 64
@@ -98,7 +101,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_corpus(tmp / "units", args.utterances)
+        write_corpus(tmp / "units", args.utterances, args.tokens_per_sample - 2)
         subprocess.run(
             [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source",
              "--srcdict", str(tmp / "units" / "dict.txt"),

@@ -8,7 +8,8 @@ import torch
 from fairseq.models import ARCH_MODEL_REGISTRY, ARCH_CONFIG_REGISTRY
 
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
-from fairseq_vqw2v.modules.fast_dropout import attention, drop_mask, dropout
+from fairseq_vqw2v.modules.fast_dropout import attention, dropout, keep_scale
+from fairseq_vqw2v.modules import onednn_linear
 from fairseq_vqw2v.modules.onednn_linear import linear
 
 PAD = 1
@@ -69,7 +70,8 @@ def test_gradients_reach_all_parameters():
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("onednn", [True, False])
 def test_linear_matches_float64_reference_with_gradients(bias, onednn, monkeypatch):
-    monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)
+    # both GEMM paths on every CPU, whichever this one prefers
+    monkeypatch.setattr(onednn_linear, "PREFER_ONEDNN", onednn)
     torch.manual_seed(0)
     x = torch.randn(3, 7, 48, requires_grad=True)
     weight = (torch.randn(40, 48) * 0.1).requires_grad_()
@@ -124,7 +126,8 @@ def test_attention_with_dropout_is_softmax_attention_with_the_dropped_probabilit
     torch.manual_seed(1)
     out = attention(q, k, v, mask, 0.3, training=True)
     torch.manual_seed(1)
-    drop = drop_mask(torch.Size((2, 3, 5, 5)), 0.3, q.device)
+    factor = keep_scale(torch.Size((2, 3, 5, 5)), 0.3, q.dtype, q.device)
+    assert factor.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
     probs = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5 + mask, -1)
-    torch.testing.assert_close(out, probs.masked_fill(drop, 0) / 0.7 @ v)
+    torch.testing.assert_close(out, probs * factor @ v)
     torch.testing.assert_close(attention(q, k, v, mask, 0.3, training=False), probs @ v)

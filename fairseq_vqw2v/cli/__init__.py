@@ -1,9 +1,25 @@
 """Command-line entry points: thin wrappers over the package."""
 
 import argparse
+import ctypes
 import logging
 import sys
 from typing import Callable, Optional
+
+
+def keep_freed_memory() -> None:
+    """Tells glibc's malloc to keep freed blocks of up to 32 MB for reuse instead of returning
+    them to the OS. By default it unmaps large freed blocks and trims the heap, so each batch's
+    activations (16 MB per layer for 10 s of audio) fault their pages in again: 30% of the
+    quantize CLI's time on CPU. Peak memory is unchanged; only the process's own batch jobs
+    (these CLIs) do this, never an import. A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
 
 
 def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:
@@ -12,6 +28,7 @@ def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:
     status 1 instead of a traceback."""
     # force: importing fairseq may already have configured the root logger
     logging.basicConfig(format="%(levelname)s | %(name)s | %(message)s", level=level, force=True)
+    keep_freed_memory()
     try:
         summary = command()
     except (OSError, ValueError) as e:

@@ -148,8 +148,9 @@ def parse_args(argv=None):
     parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits")
     parser.add_argument("--dest", required=True, help="output folder")
     parser.add_argument(
-        "--batch-size-seconds", type=float, default=100.0,
-        help="padded seconds of audio per batch",
+        "--batch-size-seconds", type=float, default=10.0,
+        help="padded seconds of audio per batch (on CPU, larger batches run slower: the first "
+        "layers' activations outgrow the caches; on a GPU use about 100)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--report", action="store_true", help="usage JSON + frequency plot")

