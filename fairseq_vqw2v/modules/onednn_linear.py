@@ -3,8 +3,9 @@
 Same function as ``F.linear`` in full fp32; only the GEMM library differs. On CPUs where the
 BLAS picks a narrow code path (MKL on AMD runs AVX2 kernels) oneDNN's AVX-512 kernels are about
 2x faster for the forward and input-gradient GEMMs and 1.5x for the weight gradient. Anything
-else (GPU tensors, other dtypes, oneDNN unavailable or turned off with
-``torch.backends.mkldnn.enabled = False``) goes through ``F.linear``.
+else (GPU tensors, other dtypes, under autocast, which casts ``F.linear``'s inputs, oneDNN
+unavailable or turned off with ``torch.backends.mkldnn.enabled = False``) goes through
+``F.linear``.
 """
 
 import os
@@ -64,6 +65,7 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
         and x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
         and x.dtype == weight.dtype == torch.float32
         and x.dim() >= 2
         and x.numel() > 0

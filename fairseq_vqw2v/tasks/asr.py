@@ -36,7 +36,7 @@ from typing import Optional
 import torch
 from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
 from ..checkpoint import check_model_config
@@ -50,7 +50,7 @@ from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, file_sha256
 from ..models.w2l_ctc import W2lCtcModel
-from ._common import ResumableTaskConfig, check_resume
+from ._common import AutocastTask, CommonTaskConfig, check_config
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ DECODERS = ("viterbi", "kenlm", "charlm")
 
 
 @dataclass
-class AsrConfig(ResumableTaskConfig):
+class AsrConfig(CommonTaskConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder of {split}.tsv manifests and {split}.{labels}"}
     )
@@ -130,7 +130,7 @@ def source_kind(cfg) -> str:
 
 
 @register_task("vqw2v_asr", dataclass=AsrConfig)
-class AsrTask(FairseqTask):
+class AsrTask(AutocastTask):
     cfg: AsrConfig
 
     def __init__(self, cfg: AsrConfig, dictionary: Dictionary):
@@ -139,7 +139,7 @@ class AsrTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: AsrConfig, **kwargs):
-        check_resume(cfg)
+        check_config(cfg)
         dictionary = load_label_dictionary(cfg.data, cfg.labels)
         logger.info(f"label dictionary: {len(dictionary)} symbols ({cfg.labels})")
         return cls(cfg, dictionary)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..checkpoint import check_model_config
@@ -24,11 +24,11 @@ from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..data.unit_files import UnitDictionary
 from ..models.vq_wav2vec import VqWav2VecModel, codebook_shape
-from ._common import ResumableTaskConfig, check_resume
+from ._common import AutocastTask, CommonTaskConfig, check_config
 
 
 @dataclass
-class PretrainingConfig(ResumableTaskConfig):
+class PretrainingConfig(CommonTaskConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder of the {split}.tsv manifests (manifests/*.py)"}
     )
@@ -85,7 +85,7 @@ class UnitGenerator:
 
 
 @register_task("vqw2v_pretraining", dataclass=PretrainingConfig)
-class PretrainingTask(FairseqTask):
+class PretrainingTask(AutocastTask):
     """Raw-audio contrastive pretraining (vq-wav2vec); quantization via ``fairseq-generate``."""
 
     cfg: PretrainingConfig
@@ -96,7 +96,7 @@ class PretrainingTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: PretrainingConfig, **kwargs):
-        check_resume(cfg)
+        check_config(cfg)
         return cls(cfg)
 
     def load_dataset(self, split: str, **kwargs):

@@ -22,20 +22,20 @@ from omegaconf import II, MISSING
 
 from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
 from ..data.unit_files import add_mask, load_unit_dictionary
 from ..models.unit_bert import UnitBertModel
-from ._common import ResumableTaskConfig, check_resume
+from ._common import AutocastTask, CommonTaskConfig, check_config
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UnitMlmConfig(ResumableTaskConfig):
+class UnitMlmConfig(CommonTaskConfig):
     data: str = field(
         default=MISSING,
         metadata={
@@ -73,7 +73,7 @@ class UnitMlmConfig(ResumableTaskConfig):
 
 
 @register_task("unit_mlm", dataclass=UnitMlmConfig)
-class UnitMlmTask(FairseqTask):
+class UnitMlmTask(AutocastTask):
     """One utterance per sample; the dictionary is ``dict.txt`` plus ``<mask>`` (as masked_lm,
     so a model trained by either task has the same vocabulary)."""
 
@@ -86,7 +86,7 @@ class UnitMlmTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: UnitMlmConfig, **kwargs):
-        check_resume(cfg)
+        check_config(cfg)
         dictionary = load_unit_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"unit dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary)
