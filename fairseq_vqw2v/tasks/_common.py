@@ -59,7 +59,7 @@ def check_config(cfg) -> None:
         raise ValueError("--bf16 is fairseq's TPU mode (bf16 weights through torch_xla, not "
                          "installed); for bf16 mixed precision on CPU or GPU use --autocast bf16")
     fairseq_flags = [f"--{name}" for name in ("bf16", "fp16", "amp") if _resolved(cfg, name)]
-    if getattr(cfg, "autocast", "none") != "none" and fairseq_flags:
+    if cfg.autocast != "none" and fairseq_flags:
         raise ValueError(f"--autocast {cfg.autocast} and {' '.join(fairseq_flags)} both set the "
                          "precision: use one")
     if _resolved(cfg, "amp") and not torch.cuda.is_available():
