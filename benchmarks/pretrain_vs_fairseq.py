@@ -19,7 +19,7 @@ import time
 
 import torch
 
-FIELDS_NOT_IN_FAIRSEQ = {"temp_schedule", "temp_anneal_fraction", "max_update", "compile", "bf16"}
+FIELDS_NOT_IN_FAIRSEQ = {"temp_schedule", "temp_anneal_fraction", "max_update", "compile"}
 
 
 def _models(arch):

@@ -25,8 +25,27 @@ from fairseq_vqw2v.models.unit_bert import (
     load_unit_bert,
 )
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
+from fairseq_vqw2v.precision import bf16_available, bf16_missing
 
 VQ_VARS = 6  # 36 possible units: all of them go in the dictionary
+# bf16 keeps 8 significant bits (0.4% per rounding), through a few layers
+BF16_FRAME_ERROR = 0.03
+
+
+def save_vq(path, **overrides) -> VqWav2VecModel:
+    """A tiny random vq_wav2vec (seed 0) saved as a fairseq checkpoint at ``path``."""
+    torch.manual_seed(0)
+    # 160-sample frames, as quantize requires
+    vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(16, 10, 5), (16, 8, 4), "
+                         "(16, 4, 2), (16, 4, 2), (16, 4, 2)]", **overrides)
+    vq = VqWav2VecModel(vq_cfg)
+    vq_state = unit_bert_checkpoint(UnitBertConfig(), {}, str(path.parent))  # fairseq's envelope
+    vq_state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(vq_cfg),
+                       "_name": "vq_wav2vec"}, "task": {"_name": "vqw2v_pretraining",
+                       "data": str(path.parent)}, "criterion": None}
+    vq_state["model"] = vq.state_dict()
+    torch.save(vq_state, path)
+    return vq
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +55,7 @@ def setup(tmp_path_factory, write_manifest, noise):
     lengths = [len(a) for a in audio]
     write_manifest(root, audio, "test", "u")
 
-    torch.manual_seed(0)
-    # 160-sample frames, as quantize requires
-    vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(16, 10, 5), (16, 8, 4), "
-                         "(16, 4, 2), (16, 4, 2), (16, 4, 2)]", vq_vars=VQ_VARS)
-    vq = VqWav2VecModel(vq_cfg)
-    vq_state = unit_bert_checkpoint(UnitBertConfig(), {}, str(root))  # the fairseq envelope
-    vq_state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(vq_cfg),
-                       "_name": "vq_wav2vec"}, "task": {"_name": "vqw2v_pretraining",
-                       "data": str(root)}, "criterion": None}
-    vq_state["model"] = vq.state_dict()
-    torch.save(vq_state, root / "vq.pt")
+    vq = save_vq(root / "vq.pt", vq_vars=VQ_VARS)
 
     (root / "bert").mkdir()
     tokens = [f"{a}-{b}" for a in range(VQ_VARS) for b in range(VQ_VARS)]
@@ -221,3 +230,27 @@ def test_merge_names_a_missing_shard_and_a_rerun_reproduces_it(setup, tmp_path, 
     assert file_bytes(part, written) == written
     assert not (tmp_path / "test.shard1of3.tmp").exists()
     assert featurize_main(merge) == 0
+
+
+@pytest.mark.skipif(not bf16_available("cpu"), reason=f"no bf16 autocast: {bf16_missing('cpu')}")
+@pytest.mark.parametrize("source", ["bert", "c"])
+def test_bf16_featurize_is_close_to_fp32(setup, units, source, tmp_path):
+    """Under bf16 autocast, each frame within BF16_FRAME_ERROR of the fp32 one (relative L2
+    error): BERT features of the same units, and ``c`` of a continuous vq-wav2vec (a quantizer's
+    codes can flip near ties; quantize's test bounds how often, in a trained model)."""
+    root, _, _ = setup
+    if source == "bert":
+        inputs = ["--units-dir", str(units), "--bert-checkpoint", str(root / "bert" / "bert.pt")]
+    else:
+        save_vq(tmp_path / "continuous.pt", vq_type="none")
+        inputs = ["--vq-checkpoint", str(tmp_path / "continuous.pt")]
+    feats = []
+    for flags in ([], ["--bf16"]):
+        dest = tmp_path / ("bf16" if flags else "fp32")
+        assert featurize_main([*inputs, "--manifest-dir", str(root), "--split", "test",
+                               "--dest", str(dest), *flags]) == 0
+        feats.append(np.asarray(feature_index(str(dest), "test")[0], dtype=np.float32))
+    fp32, bf16 = feats
+    error = np.linalg.norm(bf16 - fp32, axis=1) / np.linalg.norm(fp32, axis=1)
+    print(f"{source}: relative error of bf16 frames: mean {error.mean():.4f}, max {error.max():.4f}")
+    assert 0 < error.max() <= BF16_FRAME_ERROR

@@ -15,6 +15,7 @@ from fairseq_vqw2v.cli import quantize
 from fairseq_vqw2v.data.manifest import read_manifest
 from fairseq_vqw2v.data.unit_files import read_dictionary_counts, tokens_to_codes
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
+from fairseq_vqw2v.precision import bf16_available, bf16_missing
 
 from _pretraining_util import BIN, USER_DIR, run, train_command, train_losses, write_corpus
 
@@ -172,3 +173,22 @@ def test_generate_and_quantize_write_the_same_units(corpus, gumbel_run, tmp_path
     for name in ("train.src", "valid.src", "dict.txt"):
         assert (shards / name).read_bytes() == (tmp_path / name).read_bytes(), name
     assert not list(shards.glob("*shard*"))
+
+
+@pytest.mark.skipif(not bf16_available("cpu"), reason=f"no bf16 autocast: {bf16_missing('cpu')}")
+def test_bf16_quantize_gives_the_fp32_units(corpus, gumbel_run, tmp_path):
+    """Units of a (briefly) trained model: at least 99% of the frames get the same code under
+    bf16 autocast (the encoder's log compression and the code logits stay fp32)."""
+    checkpoint = gumbel_run[0] / "checkpoint_last.pt"
+    units = {}
+    for flags in ([], ["--bf16"]):
+        dest = tmp_path / ("bf16" if flags else "fp32")
+        assert quantize.main(["--checkpoint", str(checkpoint), "--manifest-dir", str(corpus),
+                              "--splits", "train,valid", "--dest", str(dest), *flags]) == 0
+        units[bool(flags)] = [line.split() for split in ("train", "valid")
+                              for line in (dest / f"{split}.src").read_text().splitlines()]
+    frames = [(a, b) for fp32, bf16 in zip(units[False], units[True]) for a, b in zip(fp32, bf16)]
+    assert [len(u) for u in units[False]] == [len(u) for u in units[True]]
+    same = sum(a == b for a, b in frames) / len(frames)
+    print(f"bf16 units equal to fp32 on {same:.2%} of {len(frames)} frames")
+    assert same >= 0.99

@@ -48,6 +48,14 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write the outputs from all --num-shards shards' parts, then exit")
 
 
+def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bf16``: inference under bf16 autocast (:mod:`fairseq_vqw2v.precision`)."""
+    parser.add_argument("--bf16", action="store_true",
+                        help="run the models under bf16 autocast: on CPUs with AVX512-BF16 or AMX "
+                        "and bf16 GPUs (elsewhere fp32, with a message); codes and argmaxes stay "
+                        "fp32")
+
+
 def check_shard_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard {args.shard} is not in [0, --num-shards {args.num_shards})")

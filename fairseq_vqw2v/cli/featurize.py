@@ -2,7 +2,7 @@
 ``--bert-checkpoint``) the vq-wav2vec aggregator output ``c`` (the paper's wav2vec row).
 
     python -m fairseq_vqw2v.cli.featurize --vq-checkpoint vq.pt [--bert-checkpoint bert.pt] \\
-        --manifest-dir data/manifests --split train --dest data/feats [--layer N] [--device cuda]
+        --manifest-dir data/manifests --split train --dest data/feats [--layer N] [--device cuda] [--bf16]
     python -m fairseq_vqw2v.cli.featurize --units-dir units/ --bert-checkpoint bert.pt ...
 
 (the second: BERT on units already written by quantize, e.g. the log-mel k-means units)
@@ -21,8 +21,9 @@ n`` (same ``--split`` and ``--dest``) writes ``{split}.feats.npy`` and ``{split}
 byte as a single job does and removes the parts. Shards take contiguous runs of the single job's
 length-sorted batches of the whole split instead of batching again, so every utterance is
 computed in the same padded batch: run all shards on the same inputs with the same
-``--batch-size-seconds`` (and kind of device). A killed shard is rerun alone; ``--merge`` names
-the missing shards and writes nothing without them (:mod:`fairseq_vqw2v.data.shards`).
+``--batch-size-seconds`` and ``--bf16`` (and kind of device). A killed shard is rerun alone;
+``--merge`` names the missing shards and writes nothing without them
+(:mod:`fairseq_vqw2v.data.shards`).
 """
 
 import argparse
@@ -34,7 +35,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import add_shard_arguments, check_shard_arguments, run
+from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
@@ -44,6 +45,7 @@ from ..data.manifest import read_manifest
 from ..data.shards import output_folder, split_output
 from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
+from ..precision import bf16_autocast
 
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 
@@ -108,6 +110,18 @@ def _unit_batches(args, featurizer):
     return lengths, length_batches(lengths, range(len(units)), max_frames), features
 
 
+def _in_precision(features, args):
+    """``features`` (batch -> list of tensors) under ``--bf16`` autocast, returning fp32 (numpy,
+    which writes the files, has no bf16)."""
+    device_type = torch.device(args.device).type
+
+    def run_batch(batch):
+        with bf16_autocast(device_type, args.bf16):
+            return [f.float() for f in features(batch)]
+
+    return run_batch
+
+
 def featurize(args) -> str:
     start = time.time()
     if args.bert_checkpoint:
@@ -125,6 +139,7 @@ def featurize(args) -> str:
         lengths, batches, features = _audio_batches(args, vq_model, task_cfg, featurizer)
         what = "vq-wav2vec aggregator output c"
     batches, indices = shard_batches(batches, args.shard, args.num_shards)
+    features = _in_precision(features, args)
     computed = ((batch, features(batch)) for batch in batches)
     if args.bert_checkpoint:
         computed = _checking_unknown_units(computed, featurizer, args)
@@ -163,6 +178,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-unknown-units", type=float, default=0.05,
                         help="largest share of units missing from BERT's dictionary (<unk>) "
                         "before featurizing stops: a quantizer and BERT that do not match")
+    add_bf16_argument(parser)
     parser.add_argument("--batch-size-seconds", type=float, default=60.0,
                         help="audio per vq-wav2vec batch, padding included")
     add_shard_arguments(parser)

@@ -1,7 +1,7 @@
 """Quantize manifests into unit token files with a trained vq_wav2vec checkpoint.
 
     python -m fairseq_vqw2v.cli.quantize --checkpoint checkpoint_best.pt \\
-        --manifest-dir data/manifests --splits train,valid,test --dest data/units [--report]
+        --manifest-dir data/manifests --splits train,valid,test --dest data/units [--report] [--bf16]
 
 writes, for every split, ``{split}.src`` (one line of ``i0-i1`` tokens per manifest line, in
 manifest order), copies ``{split}.wrd/.ltr/.phn`` when they exist, and writes one ``dict.txt``
@@ -19,8 +19,9 @@ n`` (same ``--splits`` and ``--dest``) writes ``{split}.src`` and ``dict.txt`` b
 single job does and removes the parts. Shards take contiguous runs of the single job's
 length-sorted batches of the whole split instead of batching again, so every utterance is
 quantized in the same padded batch: run all shards on the same manifests with the same
-``--batch-size-seconds`` (and kind of device). A killed shard is rerun alone; ``--merge`` names
-the missing shards and writes nothing without them (:mod:`fairseq_vqw2v.data.shards`).
+``--batch-size-seconds`` and ``--bf16`` (and kind of device). A killed shard is rerun alone;
+``--merge`` names the missing shards and writes nothing without them
+(:mod:`fairseq_vqw2v.data.shards`).
 """
 
 import argparse
@@ -34,13 +35,14 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from . import add_shard_arguments, check_shard_arguments, run
+from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches, shard_batches
 from ..data.manifest import duration_summary
 from ..data.shards import shard_suffix, split_output
 from ..data.unit_files import codes_to_tokens, merge_unit_shards, write_dictionary, write_unit_lines
 from ..models.vq_wav2vec import codebook_shape, load_quantizer
+from ..precision import bf16_autocast
 from ..unit_quality import frame_window, phone_report, plot_code_frequencies, usage_stats
 
 logger = logging.getLogger("fairseq_vqw2v.quantize")
@@ -48,14 +50,15 @@ logger = logging.getLogger("fairseq_vqw2v.quantize")
 LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
 
 
-def quantize_split(model, dataset, batches, device, desc):
+def quantize_split(model, dataset, batches, device, desc, bf16=False):
     """Tokens of each utterance of ``batches`` -> dict index -> list of tokens."""
     tokens = {}
     for batch in tqdm(batches, desc=desc, unit="batch"):
         collated = dataset.collater([dataset[i] for i in batch])
         net_input = collated["net_input"]
         source = net_input["source"].to(device)
-        codes = model.encode(source, net_input["padding_mask"].to(device))
+        with bf16_autocast(source.device.type, bf16):
+            codes = model.encode(source, net_input["padding_mask"].to(device))
         for i, c in zip(batch, codes):
             tokens[i] = codes_to_tokens(c)
     return tokens
@@ -105,7 +108,7 @@ def quantize(args):
         max_samples = int(args.batch_size_seconds * dataset.sample_rate)
         batches, indices = shard_batches(length_batches(dataset.sizes, range(len(dataset)),
                                                         max_samples), args.shard, args.num_shards)
-        tokens = quantize_split(model, dataset, batches, args.device, split)
+        tokens = quantize_split(model, dataset, batches, args.device, split, args.bf16)
         with split_output(args.dest, split, args.shard, args.num_shards, indices) as folder:
             counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
                                       (tokens[i] for i in indices))
@@ -154,6 +157,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--report", action="store_true", help="usage JSON + frequency plot")
+    add_bf16_argument(parser)
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
     args.splits = [s for s in args.splits.split(",") if s]

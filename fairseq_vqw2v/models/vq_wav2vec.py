@@ -28,6 +28,7 @@ from fairseq_vqw2v.modules.conv_encoder import ConvFeatureEncoder
 from fairseq_vqw2v.modules.gumbel_quantizer import GumbelQuantizer
 from fairseq_vqw2v.modules.kmeans_quantizer import KmeansQuantizer
 from fairseq_vqw2v.modules.masked_group_norm import frame_mask
+from fairseq_vqw2v.precision import compile_missing
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +108,9 @@ class VqWav2VecConfig(FairseqDataclass):
     infonce: bool = II("criterion.infonce")
     max_update: int = II("optimization.max_update")
     compile: bool = field(
-        default=False, metadata={"help": "torch.compile the conv stacks (GPU only; no-op on CPU)"}
-    )
-    bf16: bool = field(
-        default=False, metadata={"help": "bf16 autocast in forward (GPU only; no-op on CPU)"}
+        default=False,
+        metadata={"help": "torch.compile the conv stacks (on CPU it needs a C++ compiler; without "
+                  "one the model runs uncompiled and says so)"},
     )
 
 
@@ -186,20 +186,18 @@ class VqWav2VecModel(BaseFairseqModel):
         )
         self.dropout_feats = nn.Dropout(p=cfg.dropout_features)
         self.dropout_agg = nn.Dropout(p=cfg.dropout_agg)
-        self.bf16 = cfg.bf16
-        self._setup_gpu_flags(cfg)
-
-    def _setup_gpu_flags(self, cfg):
-        if not (cfg.compile or cfg.bf16):
-            return
-        if not torch.cuda.is_available():
-            logger.info("compile/bf16 are GPU options; running uncompiled in fp32 on CPU")
-            self.bf16 = False
-            return
         if cfg.compile:
-            # in-place compile keeps parameter names (checkpoints stay loadable without compile)
-            self.feature_extractor.compile(dynamic=True)
-            self.feature_aggregator.compile(dynamic=True)
+            self._compile()
+
+    def _compile(self):
+        # the model is built on CPU and moved later: where CUDA is, it will run there
+        reason = compile_missing("cuda" if torch.cuda.is_available() else "cpu")
+        if reason is not None:
+            logger.warning(f"--compile is off, the model runs uncompiled: {reason}")
+            return
+        # in-place compile keeps parameter names (checkpoints stay loadable without compile)
+        self.feature_extractor.compile(dynamic=True)
+        self.feature_aggregator.compile(dynamic=True)
 
     @classmethod
     def build_model(cls, cfg: VqWav2VecConfig, task=None):
@@ -237,18 +235,17 @@ class VqWav2VecModel(BaseFairseqModel):
         ``temp``) plus ``codes`` (B x T' x G long) and the quantizer's G x V ``code_counts``
         (and ``soft_code_counts``) when quantizing.
         """
-        with torch.autocast(source.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            result = {}
-            z, q_res, frame_lengths = self._features(source, padding_mask)
-            features = z
-            if q_res is not None:
-                features = q_res.pop("x")
-                result["codes"] = q_res.pop("targets")
-                result.update(q_res)
-            x = self.dropout_agg(self.feature_aggregator(self.dropout_feats(features), frame_lengths))
-            result["cpc_logits"], result["cpc_targets"] = self.wav2vec_predictions(
-                x, features, frame_lengths
-            )
+        result = {}
+        z, q_res, frame_lengths = self._features(source, padding_mask)
+        features = z
+        if q_res is not None:
+            features = q_res.pop("x")
+            result["codes"] = q_res.pop("targets")
+            result.update(q_res)
+        x = self.dropout_agg(self.feature_aggregator(self.dropout_feats(features), frame_lengths))
+        result["cpc_logits"], result["cpc_targets"] = self.wav2vec_predictions(
+            x, features, frame_lengths
+        )
         return result
 
     @torch.no_grad()

@@ -98,5 +98,6 @@ class ConvFeatureEncoder(nn.Module):
                 residual = residual[..., :: residual.size(2) // tsz][..., :tsz]
                 x = (x + residual) * self.residual_scale
         if self.log_compression:
-            x = (x.abs() + 1).log()
+            # in fp32 also under autocast: bf16 keeps 8 bits of |x| + 1, nothing of a small |x|
+            x = (x.float().abs() + 1).log()
         return x, lengths

@@ -89,7 +89,10 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         result = {"num_vars": self.num_vars * self.groups}
         x = x.transpose(1, 2)  # B x T x C
         bsz, tsz, fsz = x.shape
-        logits = self.weight_proj(x.reshape(-1, fsz)).view(bsz * tsz, self.groups, -1)
+        # the codes are the argmax of these logits: in bf16 (under autocast) near ties would
+        # round to other codes than fp32 gives
+        with torch.autocast(x.device.type, enabled=False):
+            logits = self.weight_proj(x.reshape(-1, fsz).float()).view(bsz * tsz, self.groups, -1)
 
         valid = logits if frame_mask is None else logits[frame_mask.reshape(-1)]
         with torch.no_grad():

@@ -84,7 +84,10 @@ class KmeansQuantizer(nn.Module):
         result = {"num_vars": self.num_vars * self.groups}
         bsz, _, tsz = x.shape
         lengths = None if frame_mask is None else frame_mask.sum(1)
-        ze = self.norm(self.projection(x), lengths)
+        # the codes are the nearest codewords to ze: in bf16 (under autocast) near ties would
+        # go to other codewords than fp32 gives
+        with torch.autocast(x.device.type, enabled=False):
+            ze = self.norm(self.projection(x.float()), lengths)
         ze_groups = ze.view(bsz, self.groups, self.var_dim, tsz).permute(1, 0, 3, 2)  # G x B x T x D
         codebook = self.expand_embedding.transpose(0, 1)  # G x V x D
         dist = torch.cdist(

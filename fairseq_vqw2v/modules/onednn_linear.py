@@ -5,8 +5,9 @@ Same function as ``F.linear`` in full fp32; only the GEMM library differs. MKL, 
 x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are about 2x faster for the
 forward and input-gradient GEMMs and 1.5x for the weight gradient (AMD EPYC). On Intel MKL runs
 its own AVX-512 kernels and oneDNN loses (Xeon with AMX: weight gradient 1.5-1.7x slower, the
-rest even), so there, and on any other CPU, device, dtype, or with oneDNN unavailable or turned
-off (``torch.backends.mkldnn.enabled = False``), these are ``F.linear``.
+rest even), so there, and on any other CPU, device, dtype, under autocast (which casts
+``F.linear``'s inputs), or with oneDNN unavailable or turned off
+(``torch.backends.mkldnn.enabled = False``), these are ``F.linear``.
 """
 
 import os
@@ -15,6 +16,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 
 def _onednn_linear_op():
     mkldnn = getattr(torch.ops, "mkldnn", None)
@@ -81,6 +83,7 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
         and x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
         and x.dtype == weight.dtype == torch.float32
         and x.dim() >= 2
         and x.numel() > 0

@@ -36,7 +36,7 @@ from typing import Optional
 import torch
 from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
 from ..checkpoint import check_model_config
@@ -50,7 +50,7 @@ from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, file_sha256
 from ..models.w2l_ctc import W2lCtcModel
-from ._common import TrainingTaskConfig, check_training_run
+from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def source_kind(cfg) -> str:
 
 
 @register_task("vqw2v_asr", dataclass=AsrConfig)
-class AsrTask(FairseqTask):
+class AsrTask(AutocastTask):
     cfg: AsrConfig
 
     def __init__(self, cfg: AsrConfig, dictionary: Dictionary):

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..checkpoint import check_model_config
@@ -24,7 +24,7 @@ from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
 from ..data.unit_files import UnitDictionary
 from ..models.vq_wav2vec import VqWav2VecModel, codebook_shape
-from ._common import TrainingTaskConfig, check_training_run
+from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
 
 @dataclass
@@ -85,7 +85,7 @@ class UnitGenerator:
 
 
 @register_task("vqw2v_pretraining", dataclass=PretrainingConfig)
-class PretrainingTask(FairseqTask):
+class PretrainingTask(AutocastTask):
     """Raw-audio contrastive pretraining (vq-wav2vec); quantization via ``fairseq-generate``."""
 
     cfg: PretrainingConfig

@@ -22,14 +22,14 @@ from omegaconf import II, MISSING
 
 from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
 from ..data.unit_files import add_mask, load_unit_dictionary
 from ..models.unit_bert import UnitBertModel
-from ._common import TrainingTaskConfig, check_training_run
+from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class UnitMlmConfig(TrainingTaskConfig):
 
 
 @register_task("unit_mlm", dataclass=UnitMlmConfig)
-class UnitMlmTask(FairseqTask):
+class UnitMlmTask(AutocastTask):
     """One utterance per sample; the dictionary is ``dict.txt`` plus ``<mask>`` (as masked_lm,
     so a model trained by either task has the same vocabulary)."""
 
