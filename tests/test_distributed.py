@@ -227,7 +227,8 @@ class Cfg:
 
     def __init__(self, **values):
         defaults = dict(save_dir="${x}", restore_file="${x}", cpu=True, distributed_world_size=2,
-                        ddp_backend="pytorch_ddp", load_checkpoint_on_all_dp_ranks=False)
+                        ddp_backend="pytorch_ddp", load_checkpoint_on_all_dp_ranks=False,
+                        autocast="none", bf16=False, fp16=False, amp=False)
         self.__dict__.update({**defaults, **values})
 
 
