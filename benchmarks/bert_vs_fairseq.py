@@ -32,6 +32,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from am_throughput import cpu_model  # noqa: E402
 
 from fairseq_vqw2v.data.unit_files import (  # noqa: E402
     codes_to_tokens,
@@ -97,6 +100,9 @@ def main():
     parser.add_argument("--utterances", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true",
+                        help="ours under --autocast bf16 (fairseq's masked_lm stays fp32: its --bf16 "
+                        "is TPU-only)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +134,8 @@ def main():
                         "--random-token-prob", "0"],
             "ours": [sys.executable, "-m", "fairseq_cli.train", *common, "--user-dir",
                      str(ROOT / "fairseq_vqw2v"), "--task", "unit_mlm", "--arch", "unit_bert_base",
-                     "--criterion", "span_mlm", "--mask-prob", "0.05", "--mask-length", "10"],
+                     "--criterion", "span_mlm", "--mask-prob", "0.05", "--mask-length", "10",
+                     *(["--autocast", "bf16"] if args.bf16 else [])],
         }
         results = {name: {"tps": [], "wps": [], "rss": []} for name in commands}
         for repeat in range(args.repeats):
@@ -141,6 +148,7 @@ def main():
 
     best = {name: max(r["tps"]) for name, r in results.items()}
     peak = {name: max(r["rss"]) for name, r in results.items()}
+    print(f"CPU: {cpu_model()}; ours in {'bf16 autocast' if args.bf16 else 'fp32'}, fairseq in fp32")
     print(f"model {args.layers} x {args.dim} (FFN {args.ffn}, {args.heads} heads), updates "
           f"{args.updates + 1}..{2 * args.updates} of <= {args.max_tokens} tokens, crop "
           f"{args.tokens_per_sample}, {args.threads} thread(s)")

@@ -140,6 +140,23 @@ def test_padding_does_not_change_an_utterance(vq_type):
     assert torch.equal(batched["idx"][0, :n], alone["idx"][0])
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_encoder_inference_layout_computes_the_training_layout(padded):
+    """Without autograd the encoder runs time-major (windows x kernels, channels-last convs):
+    the same features as the channels-first convolutions that training differentiates."""
+    encoder = _model(vq_type="gumbel").feature_extractor
+    source = torch.randn(3, 5000)
+    lengths = torch.tensor([5000, 3100, 4000]) if padded else None
+    trained, train_lengths = encoder(source, lengths)
+    with torch.no_grad():
+        inferred, infer_lengths = encoder(source, lengths)
+    assert not inferred.is_contiguous()  # time-major: the other path really ran
+    assert (train_lengths is None) == (not padded)
+    frames = trained.size(-1) if train_lengths is None else train_lengths
+    for b, n in enumerate(torch.as_tensor(frames).expand(3).tolist()):
+        assert (inferred[b, :, :n] - trained[b, :, :n]).abs().max() < 1e-5
+
+
 def test_padded_predictions_get_zero_weight_and_valid_negatives():
     model = _model(vq_type="gumbel", num_negatives=3).train()
     source = torch.randn(2, 4000)

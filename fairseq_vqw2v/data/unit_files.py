@@ -36,7 +36,7 @@ class UnitFileError(ValueError):
 
 def codes_to_tokens(codes: torch.Tensor) -> List[str]:
     """T x G codeword indices -> T tokens ``i0-i1-...``."""
-    return [SEPARATOR.join(str(i) for i in frame) for frame in codes.tolist()]
+    return [SEPARATOR.join(map(str, frame)) for frame in codes.tolist()]
 
 
 def tokens_to_codes(line: str, groups: int, where: str = "") -> torch.Tensor:

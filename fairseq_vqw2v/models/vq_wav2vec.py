@@ -207,10 +207,8 @@ class VqWav2VecModel(BaseFairseqModel):
         """B sample counts -> B frame counts (frames fully inside the audio)."""
         return self.feature_extractor.output_lengths(input_lengths)
 
-    def _features(self, source, padding_mask):
-        """Encoder + quantizer: (z, quantizer result with codes or None, frame lengths or None).
-
-        Without padding, lengths stay None: the unmasked paths are fairseq's exact computation."""
+    def _encoder_features(self, source, padding_mask):
+        """The conv encoder's (z ``B x C x T'``, frame lengths or None)."""
         if source.dim() != 2:
             raise ValueError(f"source must be B x T audio, got shape {tuple(source.shape)}")
         if padding_mask is not None and padding_mask.shape != source.shape:
@@ -220,7 +218,13 @@ class VqWav2VecModel(BaseFairseqModel):
         lengths = None
         if padding_mask is not None and bool(padding_mask.any()):
             lengths = (~padding_mask).long().sum(1)
-        z, frame_lengths = self.feature_extractor(source, lengths)
+        return self.feature_extractor(source, lengths)
+
+    def _features(self, source, padding_mask):
+        """Encoder + quantizer: (z, quantizer result with codes or None, frame lengths or None).
+
+        Without padding, lengths stay None: the unmasked paths are fairseq's exact computation."""
+        z, frame_lengths = self._encoder_features(source, padding_mask)
         if self.vector_quantizer is None:
             return z, None, frame_lengths
         mask = None if frame_lengths is None else frame_mask(frame_lengths, z.size(-1))
@@ -267,7 +271,8 @@ class VqWav2VecModel(BaseFairseqModel):
     def encode(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None
                ) -> List[torch.Tensor]:
         """Audio -> discrete units: the codes of each utterance, without its padding frames
-        (in eval mode the argmax codes; in training the Gumbel quantizer samples them).
+        (the Gumbel quantizer's argmax codes, the k-means quantizer's nearest codewords, in
+        training mode too: units are what a trained model infers).
 
         Args:
             source (Tensor): audio, ``B x T``.
@@ -277,8 +282,9 @@ class VqWav2VecModel(BaseFairseqModel):
             List[Tensor]: B long tensors of codes, ``T'_b x G``, on the device of ``source``.
         """
         codebook_shape(self)  # a model without a quantizer has no units: say so, by name
-        _, q_res, frame_lengths = self._features(source, padding_mask)
-        codes = q_res["targets"]
+        z, frame_lengths = self._encoder_features(source, padding_mask)
+        mask = None if frame_lengths is None else frame_mask(frame_lengths, z.size(-1))
+        codes = self.vector_quantizer.codes(z, mask)
         if frame_lengths is None:
             return list(codes)
         return [c[:n] for c, n in zip(codes, frame_lengths.tolist())]

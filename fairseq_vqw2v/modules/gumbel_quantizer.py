@@ -69,6 +69,21 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         progress = min(num_updates / self.anneal_updates, 1.0)
         self.curr_temp = self.max_temp + (self.min_temp - self.max_temp) * progress
 
+    def _logits(self, x):
+        """features ``B x C x T`` -> code logits ``B*T x G x V``, in fp32."""
+        x = x.transpose(1, 2)  # B x T x C
+        bsz, tsz, fsz = x.shape
+        # the codes are the argmax of these logits: in bf16 (under autocast) near ties would
+        # round to other codes than fp32 gives
+        with torch.autocast(x.device.type, enabled=False):
+            return self.weight_proj(x.reshape(-1, fsz).float()).view(bsz * tsz, self.groups, -1)
+
+    def codes(self, x, frame_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """features ``B x C x T`` -> ``B x T x G`` long: the argmax code of each group (the
+        evaluation codes), without the quantized features and statistics of :meth:`forward`."""
+        bsz, _, tsz = x.shape
+        return self._logits(x).argmax(-1).view(bsz, tsz, self.groups)
+
     def forward(self, x, produce_targets=False, frame_mask: Optional[torch.Tensor] = None):
         """Quantizes every frame.
 
@@ -87,12 +102,8 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
             (the diversity loss is ``num_vars - prob_perplexity``).
         """
         result = {"num_vars": self.num_vars * self.groups}
-        x = x.transpose(1, 2)  # B x T x C
-        bsz, tsz, fsz = x.shape
-        # the codes are the argmax of these logits: in bf16 (under autocast) near ties would
-        # round to other codes than fp32 gives
-        with torch.autocast(x.device.type, enabled=False):
-            logits = self.weight_proj(x.reshape(-1, fsz).float()).view(bsz * tsz, self.groups, -1)
+        bsz, _, tsz = x.shape
+        logits = self._logits(x)
 
         valid = logits if frame_mask is None else logits[frame_mask.reshape(-1)]
         with torch.no_grad():

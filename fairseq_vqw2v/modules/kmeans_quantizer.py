@@ -65,6 +65,28 @@ class KmeansQuantizer(nn.Module):
         res = self.forward(x, produce_targets=True)
         return res["x"], res["targets"]
 
+    def _nearest(self, x, frame_mask):
+        """(ze ``B x vq_dim x T``, the nearest codewords' indices ``B x T x G``)."""
+        bsz, _, tsz = x.shape
+        lengths = None if frame_mask is None else frame_mask.sum(1)
+        # the codes are the nearest codewords to ze: in bf16 (under autocast) near ties would
+        # go to other codewords than fp32 gives
+        with torch.autocast(x.device.type, enabled=False):
+            ze = self.norm(self.projection(x.float()), lengths)
+        ze_groups = ze.view(bsz, self.groups, self.var_dim, tsz).permute(1, 0, 3, 2)  # G x B x T x D
+        codebook = self.expand_embedding.transpose(0, 1)  # G x V x D
+        dist = torch.cdist(
+            ze_groups.reshape(self.groups, bsz * tsz, self.var_dim).float(),
+            codebook.float(),
+            compute_mode="donot_use_mm_for_euclid_dist",
+        )
+        return ze, dist.argmin(dim=-1).view(self.groups, bsz, tsz).permute(1, 2, 0)
+
+    def codes(self, x, frame_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """features ``B x C x T`` -> ``B x T x G`` long: the nearest codeword of each group,
+        without the quantized features and statistics of :meth:`forward`."""
+        return self._nearest(x, frame_mask)[1]
+
     def forward(self, x, produce_targets=False, frame_mask: Optional[torch.Tensor] = None):
         """Quantizes every frame.
 
@@ -83,19 +105,7 @@ class KmeansQuantizer(nn.Module):
         """
         result = {"num_vars": self.num_vars * self.groups}
         bsz, _, tsz = x.shape
-        lengths = None if frame_mask is None else frame_mask.sum(1)
-        # the codes are the nearest codewords to ze: in bf16 (under autocast) near ties would
-        # go to other codewords than fp32 gives
-        with torch.autocast(x.device.type, enabled=False):
-            ze = self.norm(self.projection(x.float()), lengths)
-        ze_groups = ze.view(bsz, self.groups, self.var_dim, tsz).permute(1, 0, 3, 2)  # G x B x T x D
-        codebook = self.expand_embedding.transpose(0, 1)  # G x V x D
-        dist = torch.cdist(
-            ze_groups.reshape(self.groups, bsz * tsz, self.var_dim).float(),
-            codebook.float(),
-            compute_mode="donot_use_mm_for_euclid_dist",
-        )
-        idx = dist.argmin(dim=-1).view(self.groups, bsz, tsz).permute(1, 2, 0)  # B x T x G
+        ze, idx = self._nearest(x, frame_mask)
         zq = torch.stack(
             [self.expand_embedding[idx[..., g], g] for g in range(self.groups)], dim=-2
         ).view(bsz, tsz, -1).transpose(1, 2)
