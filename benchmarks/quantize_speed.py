@@ -11,11 +11,16 @@ training either). Then, in wall time with ``--threads`` threads:
   ``feature_extractor`` and ``vector_quantizer.forward_idx``, as fairseq's
   ``examples/wav2vec/vq-wav2vec_featurize.py`` does.
 Prints the CPU model, audio seconds per second of both, and the ratio; ``--bf16`` runs ours in
-bf16 (where the CPU has it) against the fp32 reference.
+bf16 (where the CPU has it) against the fp32 reference. ``--shards n`` runs ours as n
+concurrent shard processes of ``--threads / n`` threads each, then ``--merge``: its time is the
+slowest shard's own (from its summary line, so without the interpreter's start-up, as for one
+process) plus the merge's.
 """
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +55,27 @@ def write_noise_corpus(folder: str, minutes: float, seed: int = 0) -> list:
     return waves
 
 
+def sharded_seconds(command, shards: int, threads: int) -> float:
+    """Wall seconds of ``shards`` concurrent quantize shards (each its own summary's time) and
+    their merge."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, threads // shards)))
+    procs = [subprocess.Popen([sys.executable, "-m", "fairseq_vqw2v.cli.quantize", *command,
+                               "--shard", str(i), "--num-shards", str(shards)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+             for i in range(shards)]
+    times = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        found = re.search(r"in ([\d.]+) s$", out.strip())
+        if proc.returncode or not found:
+            sys.exit(f"a quantize shard failed:\n{out}")
+        times.append(float(found.group(1)))
+    start = time.perf_counter()
+    if quantize_main([*command, "--merge", "--num-shards", str(shards)]):
+        sys.exit("quantize --merge failed")
+    return max(times) + time.perf_counter() - start
+
+
 @torch.inference_mode()
 def reference_seconds(model, waves) -> float:
     """Wall seconds of fairseq's featurize loop: one utterance per forward."""
@@ -69,6 +95,8 @@ def main():
     parser.add_argument("--batch-size-seconds", type=float, default=None,
                         help="quantize's --batch-size-seconds (default: its own)")
     parser.add_argument("--bf16", action="store_true", help="quantize with --bf16")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="ours as this many concurrent shard processes, then --merge")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()}, {args.threads} thread(s), arch {args.arch}")
@@ -84,14 +112,18 @@ def main():
             command += ["--batch-size-seconds", str(args.batch_size_seconds)]
         if args.bf16:
             command.append("--bf16")
-        start = time.perf_counter()
-        if quantize_main(command):
-            sys.exit("quantize failed")
-        ours_s = time.perf_counter() - start
+        if args.shards > 1:
+            ours_s = sharded_seconds(command, args.shards, args.threads)
+        else:
+            start = time.perf_counter()
+            if quantize_main(command):
+                sys.exit("quantize failed")
+            ours_s = time.perf_counter() - start
         ref_s = reference_seconds(ref, waves)
 
     print(f"{len(waves)} utterances, {audio:.0f} s of audio")
-    print(f"  ours ({'bf16' if args.bf16 else 'fp32'}, the CLI)  {audio / ours_s:7.0f}x real time "
+    how = f"{args.shards} shards" if args.shards > 1 else "the CLI"
+    print(f"  ours ({'bf16' if args.bf16 else 'fp32'}, {how})  {audio / ours_s:7.0f}x real time "
           f"({ours_s:.1f} s)")
     print(f"  fairseq reference loop (fp32)  {audio / ref_s:7.0f}x real time ({ref_s:.1f} s)")
     print(f"speed-up ours/fairseq: {ref_s / ours_s:.2f}x")

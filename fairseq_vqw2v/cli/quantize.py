@@ -33,6 +33,7 @@ import sys
 import time
 from collections import Counter
 
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run
@@ -50,15 +51,26 @@ logger = logging.getLogger("fairseq_vqw2v.quantize")
 LABEL_EXTENSIONS = ("wrd", "ltr", "phn")
 
 
+def pad_to_multiple(source, padding_mask, multiple):
+    """B x T audio and padding mask, padded (True in the mask) to a multiple of ``multiple``."""
+    extra = -source.size(1) % multiple
+    return F.pad(source, (0, extra)), F.pad(padding_mask, (0, extra), value=True)
+
+
 def quantize_split(model, dataset, batches, device, desc, bf16=False):
     """Tokens of each utterance of ``batches`` -> dict index -> list of tokens."""
     tokens = {}
     for batch in tqdm(batches, desc=desc, unit="batch"):
         collated = dataset.collater([dataset[i] for i in batch])
         net_input = collated["net_input"]
-        source = net_input["source"].to(device)
+        # Half seconds: length-sorted batches then share a few dozen shapes, and oneDNN builds
+        # its kernels once per shape (costly in bf16), not once per batch. Padding changes no
+        # utterance's codes: each is normalised over its own frames.
+        source, padding_mask = pad_to_multiple(net_input["source"], net_input["padding_mask"],
+                                               dataset.sample_rate // 2)
+        source, padding_mask = source.to(device), padding_mask.to(device)
         with bf16_autocast(source.device.type, bf16):
-            codes = model.encode(source, net_input["padding_mask"].to(device))
+            codes = model.encode(source, padding_mask)
         for i, c in zip(batch, codes):
             tokens[i] = codes_to_tokens(c)
     return tokens

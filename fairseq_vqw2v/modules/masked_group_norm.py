@@ -17,7 +17,7 @@ class MaskedGroupNorm(nn.GroupNorm):
 
     With ``lengths`` (B), mean and variance of utterance b use only its first ``lengths[b]`` frames,
     so an utterance normalises the same alone or batched with a longer one. Padded frames of the
-    output are finite but meaningless.
+    output are 0.
     """
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -33,28 +33,15 @@ class MaskedGroupNorm(nn.GroupNorm):
             x4 = (x if mixed else x.float()).unsqueeze(-2)
             return F.group_norm(x4, self.num_groups, weight, bias, self.eps).squeeze(-2).type_as(x)
 
-        bsz, channels, _ = x.shape
-        groups = self.num_groups
-        # Statistics from each utterance's valid frames only (views, no masked copy of the
-        # batch), then normalisation and affine as one scale-and-shift pass: the masked
-        # arithmetic this replaces took ten passes over the batch, most of the encoder's time.
-        # Two-pass variance (mean, then centred squares): torch.var_mean is ~10x slower here.
-        # Both reductions accumulate in fp32 also for bf16 x, which stays bf16 (an fp32 copy of
-        # the batch cost more than the rest of the norm).
-        means, variances = [], []
+        # Each utterance through the same kernel over its valid frames only (a view; time-major
+        # x meets the channels-last kernel): the masked arithmetic this replaces took ten passes
+        # over the batch, most of the encoder's time, and an utterance now normalises bit for
+        # bit as it does alone. Padded frames are set to 0.
+        out = torch.empty_like(x)
         for b, n in enumerate(lengths.tolist()):
-            frames = x[b, :, :n].view(groups, channels // groups, n)
-            mean = frames.mean(dim=(1, 2), keepdim=True)
-            norm = torch.linalg.vector_norm(frames - mean, dim=(1, 2)).float()
-            means.append(mean.view(groups).float())
-            variances.append(norm.square() / frames[0].numel())
-        var, mean = torch.stack(variances), torch.stack(means)  # B x G each
-        rstd = torch.rsqrt(var + self.eps)
-        scale = rstd.repeat_interleave(channels // groups, dim=1)  # B x C
-        shift = -mean.repeat_interleave(channels // groups, dim=1) * scale
-        if weight is not None:
-            scale = scale * weight
-            shift = shift * weight + bias
-        # in x's dtype, so that bf16 stays one bf16 pass (the factors' rounding, 2**-9, is that
-        # of the bf16 output itself)
-        return torch.addcmul(shift.to(x.dtype).unsqueeze(-1), x, scale.to(x.dtype).unsqueeze(-1))
+            frames = x[b:b + 1, :, :n].unsqueeze(-2)  # 1 x C x 1 x n
+            frames = frames if mixed else frames.float()
+            normed = F.group_norm(frames, self.num_groups, weight, bias, self.eps)
+            out[b:b + 1, :, :n] = normed.squeeze(-2)
+            out[b, :, n:] = 0
+        return out
