@@ -30,18 +30,12 @@ from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint  # noqa: E402
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel  # noqa: E402
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config  # noqa: E402
 from fairseq_vqw2v.models.w2l_ctc import W2lCtcConfig, W2lCtcModel  # noqa: E402
+from fairseq_vqw2v.precision import cpuinfo_field  # noqa: E402
 from fairseq_vqw2v.tasks.asr import AsrConfig, AsrTask  # noqa: E402
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return cpuinfo_field("model name") or platform.processor() or "unknown CPU"
 
 
 def save_vq_checkpoint(model: VqWav2VecModel, folder: str) -> str:

@@ -29,17 +29,11 @@ from fairseq_vqw2v.decoding.lexicon import write_lexicon
 from fairseq_vqw2v.decoding.scoring import score
 from fairseq_vqw2v.decoding.viterbi import ViterbiDecoder
 
+from am_throughput import cpu_model  # this folder, where the benchmarks run
+
 TARGET = 100.0
 DEMO_LM_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "demo", "corpus", "lm", "lm.txt")
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def pseudo_text(rng: random.Random, sentences: int = 5000, vocab: int = 2000):

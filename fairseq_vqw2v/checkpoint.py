@@ -229,10 +229,15 @@ def is_truncated(path: str) -> bool:
     return zipped and not zipfile.is_zipfile(path)
 
 
+def restore_path(save_dir: str, restore_file: str) -> str:
+    """The checkpoint fairseq-train resumes from: ``restore_file``, relative to ``save_dir``."""
+    return restore_file if os.path.isabs(restore_file) else os.path.join(save_dir, restore_file)
+
+
 def check_restore_file(save_dir: str, restore_file: str = "checkpoint_last.pt") -> None:
     """Before fairseq-train resumes from ``save_dir/restore_file``: a truncated one raises
     :class:`CheckpointError` naming it and the newest intact checkpoint of ``save_dir``."""
-    path = restore_file if os.path.isabs(restore_file) else os.path.join(save_dir, restore_file)
+    path = restore_path(save_dir, restore_file)
     if not os.path.isfile(path) or os.path.getsize(path) == 0 or not is_truncated(path):
         return
     others = sorted(

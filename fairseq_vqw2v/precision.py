@@ -17,6 +17,19 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+def cpuinfo_field(name: str) -> str:
+    """The first ``name`` line's value in /proc/cpuinfo (``vendor_id``, ``model name``), or ''
+    where there is none (another OS, another architecture's fields)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 # torch.cpu.get_capabilities() keys of instructions that compute in bf16 (x86, then Arm)
 NATIVE_BF16_CPU = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 

@@ -27,6 +27,7 @@ from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion, Wav2VecCriter
 from fairseq.distributed import utils as distributed_utils
 
 from ..modules.perplexity import perplexity
+from ._logging import logged_sum
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def update_statistics(logging_outputs: List[Dict]) -> Dict[str, float]:
     summed counts, every other key (``temp``, user ``--log-keys``) as a mean per batch."""
 
     def total(key):
-        return sum(log.get(key, 0) for log in logging_outputs)
+        return logged_sum(logging_outputs, key)
 
     keys = set().union(*logging_outputs)
     stats = {}
@@ -185,7 +186,7 @@ class ContrastiveCriterion(Wav2vecCriterion):
     def observe_update(self, logging_outputs: List[Dict]) -> None:
         """Feeds the collapse monitor one training update's code perplexity, from the counts of
         all its batches on all workers; the task calls it with what fairseq gathered."""
-        counts = sum(log.get("code_counts", 0) for log in logging_outputs)
+        counts = logged_sum(logging_outputs, "code_counts")
         if not torch.is_tensor(counts):
             return
         warning = self.monitor.update(self.num_updates, count_perplexity(counts), counts.numel())

@@ -22,6 +22,7 @@ from fairseq.dataclass import FairseqDataclass
 from ..data.labels import ctc_blank
 from ..decoding.scoring import ErrorRates, LABEL_KINDS
 from ..decoding.viterbi import ViterbiDecoder
+from ._logging import logged_sum
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +104,8 @@ class CtcAsrCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        # float: summed across workers, fairseq hands over tensors, which round() refuses
         def total(key):
-            return float(sum(log.get(key, 0) for log in logging_outputs))
+            return float(logged_sum(logging_outputs, key))
 
         loss, sample_size = total("loss"), total("sample_size")
         metrics.log_scalar("loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)

@@ -9,6 +9,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ._logging import logged_sum
+
 
 @dataclass
 class SpanMlmConfig(FairseqDataclass):
@@ -53,9 +55,8 @@ class SpanMlmCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        # float: summed across workers, fairseq hands over tensors, which round() refuses
         def total(key):
-            return float(sum(log.get(key, 0) for log in logging_outputs))
+            return float(logged_sum(logging_outputs, key))
 
         loss_sum, sample_size = total("loss"), total("sample_size")
         nmasked, ncorrect = total("nmasked"), total("ncorrect")

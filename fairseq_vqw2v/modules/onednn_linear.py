@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..precision import cpuinfo_field
+
 
 def _onednn_linear_op():
     mkldnn = getattr(torch.ops, "mkldnn", None)
@@ -55,19 +57,8 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def _cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # decided once per process; tests set it to cover both paths
-PREFER_ONEDNN = _cpu_vendor() == "AuthenticAMD"
+PREFER_ONEDNN = cpuinfo_field("vendor_id") == "AuthenticAMD"
 if PREFER_ONEDNN:
     # oneDNN caches a primitive per GEMM shape, each holding buffers sized to it; batches of
     # varying length make new shapes every step, so the default capacity (1024) only adds

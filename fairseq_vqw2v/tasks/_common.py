@@ -12,7 +12,7 @@ from fairseq.tasks import FairseqTask
 from omegaconf import II
 from omegaconf.errors import InterpolationResolutionError
 
-from ..checkpoint import check_restore_file
+from ..checkpoint import check_restore_file, restore_path
 from ..precision import bf16_autocast
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def check_training_run(cfg) -> None:
     distributed = isinstance(world_size, int) and world_size > 1
     if save_dir is not None and restore_file is not None:
         check_restore_file(save_dir, restore_file)
-        path = restore_file if os.path.isabs(restore_file) else os.path.join(save_dir, restore_file)
+        path = restore_path(save_dir, restore_file)
         # fairseq's rank 0 sends the others the checkpoint it loaded, config as an omegaconf
         # object, which torch >= 2.6 refuses to unpickle there (weights_only): each reads the file
         if (distributed and _resolved(cfg, "load_checkpoint_on_all_dp_ranks") is False
