@@ -157,6 +157,25 @@ def test_encoder_inference_layout_computes_the_training_layout(padded):
         assert (inferred[b, :, :n] - trained[b, :, :n]).abs().max() < 1e-5
 
 
+def test_group_norm_scale_shift_is_the_norm_on_valid_frames():
+    """Inference normalises in place with per-utterance (scale, shift) from two moments: the
+    norm's own output on each utterance's valid frames, affine parameters and an offset too."""
+    from fairseq_vqw2v.modules.masked_group_norm import MaskedGroupNorm
+
+    torch.manual_seed(0)
+    norm = MaskedGroupNorm(1, 16)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(3, 40, 16).transpose(1, 2) * 3 + 2  # time-major, as inference has it
+    lengths = torch.tensor([40, 25, 31])
+    scale, shift = norm.scale_shift(x, lengths)
+    expected = norm(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        assert (x[b, :, :n] * scale[b] + shift[b] - expected[b, :, :n]).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="one group"):
+        MaskedGroupNorm(2, 16).scale_shift(x)
+
+
 def test_padded_predictions_get_zero_weight_and_valid_negatives():
     model = _model(vq_type="gumbel", num_negatives=3).train()
     source = torch.randn(2, 4000)
