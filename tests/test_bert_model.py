@@ -7,6 +7,7 @@ import torch
 
 from fairseq.models import ARCH_MODEL_REGISTRY, ARCH_CONFIG_REGISTRY
 
+from fairseq_vqw2v.criterions.span_mlm import count_hits
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.modules.fast_dropout import attention, dropout, keep_scale
 from fairseq_vqw2v.modules import onednn_linear
@@ -131,3 +132,12 @@ def test_attention_with_dropout_is_softmax_attention_with_the_dropped_probabilit
     probs = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5 + mask, -1)
     torch.testing.assert_close(out, probs * factor @ v)
     torch.testing.assert_close(attention(q, k, v, mask, 0.3, training=False), probs @ v)
+
+
+def test_masked_accuracy_counts_argmax_hits():
+    torch.manual_seed(0)
+    logits = torch.randn(500, 300)
+    targets = torch.randint(0, 300, (500,))
+    targets[:100] = logits[:100].argmax(-1)
+    expected = int((logits.argmax(-1) == targets).sum())
+    assert expected >= 100 and count_hits(logits, targets) == expected

@@ -8,6 +8,7 @@ from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
 
 import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
 from fairseq_vqw2v.interop.wav2vec import convert_state_dict
+from fairseq_vqw2v.modules.masked_group_norm import MaskedGroupNorm
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel, arch_config, codebook_shape
 from fairseq_vqw2v.precision import compile_missing
 
@@ -160,8 +161,6 @@ def test_encoder_inference_layout_computes_the_training_layout(padded):
 def test_group_norm_scale_shift_is_the_norm_on_valid_frames():
     """Inference normalises in place with per-utterance (scale, shift) from two moments: the
     norm's own output on each utterance's valid frames, affine parameters and an offset too."""
-    from fairseq_vqw2v.modules.masked_group_norm import MaskedGroupNorm
-
     torch.manual_seed(0)
     norm = MaskedGroupNorm(1, 16)
     torch.nn.init.normal_(norm.weight)

