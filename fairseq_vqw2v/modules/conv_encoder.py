@@ -17,15 +17,6 @@ def conv_output_lengths(lengths: torch.Tensor, layers: List[Tuple[int, int, int]
     return lengths
 
 
-def activate_(x: torch.Tensor, activation: nn.Module) -> torch.Tensor:
-    """``activation(x)``, in place where torch has the in-place form."""
-    if isinstance(activation, nn.GELU):
-        return torch.ops.aten.gelu_(x, approximate=activation.approximate)
-    if isinstance(activation, nn.ReLU):
-        return x.relu_()
-    return activation(x)
-
-
 class ConvEncoderBlock(nn.Module):
     """conv (no bias) -> GroupNorm(1) -> activation; B x C_in x T -> B x C_out x T'.
 
@@ -45,32 +36,77 @@ class ConvEncoderBlock(nn.Module):
         self.norm = MaskedGroupNorm(1, n_out, affine=affine)
         self.activation = activation
 
-    def convolve(self, x: torch.Tensor) -> torch.Tensor:
-        """B x C_in x T -> B x C_out x T' (time-major without autograd)."""
-        if torch.is_grad_enabled():
-            return self.conv(x)
-        weight = self.conv.weight  # C_out x C_in x K
-        (kernel,), (stride,) = self.conv.kernel_size, self.conv.stride
-        if weight.size(1) == 1:
-            windows = x[:, 0].unfold(1, kernel, stride)  # B x T' x K
-            return torch.matmul(windows, weight.squeeze(1).t()).transpose(1, 2)
-        # as a 2-D convolution over a height of 1: the 1-D one has no channels-last kernels
-        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # B x C_in x 1 x T
-        return F.conv2d(x, weight.unsqueeze(2), stride=(1, stride)).squeeze(2)
-
     def forward(self, x, lengths=None):
         if torch.is_grad_enabled():
-            return self.activation(self.norm(self.convolve(x), lengths))
+            return self.activation(self.norm(self.conv(x), lengths))
         # In place: these activations are far larger than the caches, and each extra pass over
         # them (the norm's output, its copy, the activation's output) cost as much as a
         # convolution layer.
-        x = self.convolve(x)
-        scale, shift = self.norm.scale_shift(x, lengths)
-        x = activate_(torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype), out=x), self.activation)
+        if self.conv.in_channels == 1:
+            x = self._normalized_first_layer(x[:, 0], lengths)
+        else:
+            x = self._convolve(x)
+            scale, shift = self.norm.scale_shift(x, lengths)
+            x = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype), out=x)
+        x = activate_(x, self.activation)
         if lengths is not None:
             for b, n in enumerate(lengths.tolist()):
                 x[b, :, n:] = 0
         return x
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C_in x T -> B x C_out x T', time-major, as a 2-D convolution over a height of 1:
+        the 1-D one has no channels-last kernels."""
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # B x C_in x 1 x T
+        (stride,) = self.conv.stride
+        return F.conv2d(x, self.conv.weight.unsqueeze(2), stride=(1, stride)).squeeze(2)
+
+    def _normalized_first_layer(self, audio: torch.Tensor, lengths: Optional[torch.Tensor]
+                                ) -> torch.Tensor:
+        """B x T audio -> the normalised convolution, B x C x T' time-major: the audio cut into
+        overlapping windows (K samples) times the kernels, with the norm folded into them.
+
+        The conv output y = W w of a window w has, over an utterance's windows, the moments
+        E[y] = W E[w] and E[y y^T] = W E[w w^T] W^T, so its norm statistics come from the K x K
+        second moments of the windows without y being written; each utterance's windows are then
+        multiplied by its normalising kernels (scale * W, plus shift) straight into the output."""
+        weight = self.conv.weight.squeeze(1)  # C x K
+        (kernel,), (stride,) = self.conv.kernel_size, self.conv.stride
+        windows = audio.unfold(1, kernel, stride)  # B x T' x K, overlapping
+        B, frames = windows.shape[:2]
+        counts = lengths.tolist() if lengths is not None else [frames] * B
+        # each utterance's windows with a column of ones, which multiplies the shift: one matrix
+        # product writes the normalised output (addmm's bias costs a pass of its own)
+        augmented = []
+        for b, n in enumerate(counts):
+            a = audio.new_ones(n, kernel + 1, dtype=torch.float32)
+            a[:, :kernel] = windows[b, :n]
+            augmented.append(a)
+        mean, mean_square = audio.new_empty(2, B, dtype=torch.float32)
+        with torch.autocast(audio.device.type, enabled=False):  # statistics in fp32
+            w32 = weight.float()
+            for b, (a, n) in enumerate(zip(augmented, counts)):
+                w = a[:, :kernel]
+                mean[b] = torch.mv(w32, w.sum(0) / n).mean()
+                mean_square[b] = (w32 @ (w.t() @ w / n) * w32).sum() / w32.size(0)
+        scale, shift = self.norm.scale_shift_from_moments(mean, mean_square)  # B x C x 1
+        # out= runs outside autocast: its precision is chosen here
+        dtype = (torch.get_autocast_dtype(audio.device.type)
+                 if torch.is_autocast_enabled(audio.device.type) else audio.dtype)
+        out = audio.new_empty(B, frames, weight.size(0), dtype=dtype)  # padded frames: forward
+        for b, (a, n) in enumerate(zip(augmented, counts)):
+            kernels = torch.cat([w32 * scale[b], shift[b]], dim=1).t().to(dtype)  # K+1 x C
+            torch.mm(a.to(dtype), kernels, out=out[b, :n])
+        return out.transpose(1, 2)
+
+
+def activate_(x: torch.Tensor, activation: nn.Module) -> torch.Tensor:
+    """``activation(x)``, in place where torch has the in-place form."""
+    if isinstance(activation, nn.GELU):
+        return torch.ops.aten.gelu_(x, approximate=activation.approximate)
+    if isinstance(activation, nn.ReLU):
+        return x.relu_()
+    return activation(x)
 
 
 class ConvFeatureEncoder(nn.Module):

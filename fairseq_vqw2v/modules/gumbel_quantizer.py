@@ -10,6 +10,14 @@ from fairseq.modules import GumbelVectorQuantizer as FairseqGumbelVectorQuantize
 from .perplexity import perplexity
 
 
+def argmax_codes(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.argmax(-1)`` (the first maximum on ties); on CPU through numpy, whose kernel is 4x
+    faster than torch's there."""
+    if logits.device.type != "cpu" or logits.dtype != torch.float32:
+        return logits.argmax(-1)
+    return torch.from_numpy(logits.detach().numpy().argmax(-1))
+
+
 class GumbelQuantizer(FairseqGumbelVectorQuantizer):
     """fairseq's ``GumbelVectorQuantizer`` (same parameters and init), extended with
 
@@ -82,7 +90,7 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         """features ``B x C x T`` -> ``B x T x G`` long: the argmax code of each group (the
         evaluation codes), without the quantized features and statistics of :meth:`forward`."""
         bsz, _, tsz = x.shape
-        return self._logits(x).argmax(-1).view(bsz, tsz, self.groups)
+        return argmax_codes(self._logits(x)).view(bsz, tsz, self.groups)
 
     def forward(self, x, produce_targets=False, frame_mask: Optional[torch.Tensor] = None):
         """Quantizes every frame.
@@ -107,7 +115,7 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
 
         valid = logits if frame_mask is None else logits[frame_mask.reshape(-1)]
         with torch.no_grad():
-            k = logits.argmax(-1)
+            k = argmax_codes(logits)
             hard_x = torch.zeros_like(logits).scatter_(-1, k.unsqueeze(-1), 1.0)
             valid_k = k if frame_mask is None else k[frame_mask.reshape(-1)]
             counts = F.one_hot(valid_k, self.num_vars).float().sum(dim=0)

@@ -53,22 +53,32 @@ class MaskedGroupNorm(nn.GroupNorm):
         place (one pass over the activations instead of four, no new tensor). One group only.
 
         The moments are a sum and a dot product over the valid frames (contiguous when x is
-        time-major): 20x faster than ``torch.var_mean`` here. The variance is then
-        E[x^2] - E[x]^2, which loses precision only when the mean dwarfs the spread; over a conv
-        layer's channels and frames it does not (no bias, weights of both signs)."""
-        if self.num_groups != 1:
-            raise ValueError(f"scale_shift computes one group, this norm has {self.num_groups}")
+        time-major): 20x faster than ``torch.var_mean`` here."""
+        self._check_one_group()
         B, C, T = x.shape
         moments = x.new_empty(B, 2, dtype=torch.float32)
         for b, n in enumerate(lengths.tolist() if lengths is not None else [T] * B):
             frames = x[b, :, :n].transpose(0, 1).reshape(-1).float()
             moments[b, 0], moments[b, 1] = frames.sum(), torch.dot(frames, frames)
         moments /= torch.as_tensor(lengths if lengths is not None else T).mul(C).view(-1, 1)
-        mean = moments[:, :1]
-        scale = (moments[:, 1:] - mean.square()).clamp(min=0).add(self.eps).rsqrt()  # B x 1
+        return self.scale_shift_from_moments(moments[:, 0], moments[:, 1])
+
+    def scale_shift_from_moments(self, mean: torch.Tensor, mean_square: torch.Tensor
+                                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`scale_shift` from each utterance's E[x] and E[x^2] (B, fp32) over its valid frames
+        and all channels. The variance E[x^2] - E[x]^2 loses precision only when the mean dwarfs
+        the spread; over a conv layer's channels and frames it does not (no bias, weights of both
+        signs)."""
+        self._check_one_group()
+        mean, mean_square = mean.unsqueeze(1), mean_square.unsqueeze(1)
+        scale = (mean_square - mean.square()).clamp(min=0).add(self.eps).rsqrt()  # B x 1
         if self.weight is not None:
             scale = scale * self.weight.float()
         shift = -mean * scale
         if self.bias is not None:
             shift = shift + self.bias.float()
         return scale.unsqueeze(-1), shift.unsqueeze(-1)
+
+    def _check_one_group(self):
+        if self.num_groups != 1:
+            raise ValueError(f"scale_shift computes one group, this norm has {self.num_groups}")
