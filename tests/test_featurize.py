@@ -15,6 +15,7 @@ from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
 from fairseq_vqw2v.data.batching import length_batches, shard_batches
+from fairseq_vqw2v.data.shards import manifest_order
 from fairseq_vqw2v.data.feature_files import feature_index
 from fairseq_vqw2v.data.unit_files import codes_to_tokens
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
@@ -230,6 +231,32 @@ def test_merge_names_a_missing_shard_and_a_rerun_reproduces_it(setup, tmp_path, 
     assert file_bytes(part, written) == written
     assert not (tmp_path / "test.shard1of3.tmp").exists()
     assert featurize_main(merge) == 0
+
+
+def test_merge_finds_every_missing_manifest_line_the_last_included(tmp_path):
+    """A part from a run on another manifest (here one line shorter) or a lost index is caught,
+    not merged into a shorter file."""
+
+    def parts(indices, utterances):
+        folders = []
+        for p, (held, size) in enumerate(zip(indices, utterances)):
+            folder = tmp_path / f"test.shard{p}of2"
+            folder.mkdir(exist_ok=True)
+            (folder / "indices").write_text("".join(f"{i}\n" for i in held))
+            (folder / "utterances").write_text(f"{size}\n")
+            folders.append(str(folder))
+        return folders
+
+    assert manifest_order(parts([[2, 3], [0, 1]], [4, 4])) == [(1, 0), (1, 1), (0, 0), (0, 1)]
+    with pytest.raises(ValueError, match="holds manifest line 3: were the shards run on the same"):
+        manifest_order(parts([[2], [0, 1]], [4, 4]))
+    with pytest.raises(ValueError, match=r"disagree on the split's size \(4, 3 utterances"):
+        manifest_order(parts([[2], [0, 1]], [4, 3]))
+    with pytest.raises(ValueError, match="indices:2: manifest line 4 is not one of the split's 4"):
+        manifest_order(parts([[2, 4], [0, 1, 3]], [4, 4]))
+    (tmp_path / "test.shard0of2" / "utterances").unlink()
+    with pytest.raises(ValueError, match="shard0of2/utterances: unreadable"):
+        manifest_order([str(tmp_path / "test.shard0of2")])
 
 
 @pytest.mark.skipif(not bf16_available("cpu"), reason=f"no bf16 autocast: {bf16_missing('cpu')}")

@@ -143,7 +143,8 @@ def featurize(args) -> str:
     computed = ((batch, features(batch)) for batch in batches)
     if args.bert_checkpoint:
         computed = _checking_unknown_units(computed, featurizer, args)
-    with split_output(args.dest, args.split, args.shard, args.num_shards, indices) as folder:
+    with split_output(args.dest, args.split, args.shard, args.num_shards, indices,
+                      len(lengths)) as folder:
         write_features(folder, args.split, lengths, featurizer.dim,
                        tqdm(computed, total=len(batches), desc=f"featurize {args.split}",
                             unit="batch"), indices)

@@ -121,7 +121,8 @@ def quantize(args):
         batches, indices = shard_batches(length_batches(dataset.sizes, range(len(dataset)),
                                                         max_samples), args.shard, args.num_shards)
         tokens = quantize_split(model, dataset, batches, args.device, split, args.bf16)
-        with split_output(args.dest, split, args.shard, args.num_shards, indices) as folder:
+        with split_output(args.dest, split, args.shard, args.num_shards, indices,
+                          len(dataset)) as folder:
             counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
                                       (tokens[i] for i in indices))
         total.update(counts)

@@ -3,7 +3,9 @@ merged into the files a single job writes.
 
 Shard ``i`` of ``n`` writes its part of split ``s`` into the folder ``{dest}/{s}.shard{i}of{n}``:
 the files a single job writes into ``dest``, holding only the shard's utterances, plus
-``indices`` (their manifest lines, 0-based, one a line, in the files' order). The folder is
+``indices`` (their manifest lines, 0-based, one a line, in the files' order) and ``utterances``
+(how many lines the split's manifest has, so that a merge misses no line, the last ones
+included). The folder is
 written under a temporary name and renamed once complete, so a part that exists is whole and a
 killed shard is rerun on its own. Which utterances a shard computes is
 :func:`fairseq_vqw2v.data.batching.shard_batches`'s choice.
@@ -15,6 +17,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 PART_INDICES = "indices"
+PART_UTTERANCES = "utterances"
 _MISMATCH = "were the shards run on the same manifest with the same --batch-size-seconds?"
 
 
@@ -30,10 +33,10 @@ def output_folder(dest: str, split: str, shard: int, num_shards: int) -> str:
 
 @contextmanager
 def split_output(dest: str, split: str, shard: int, num_shards: int,
-                 indices: Sequence[int]) -> Iterator[str]:
+                 indices: Sequence[int], utterances: int) -> Iterator[str]:
     """A folder to write a job's files of ``split`` into: ``dest`` for a single job; for a shard,
-    one that becomes its part folder (with ``indices``, the manifest lines the files hold) only
-    when the block has finished without an error."""
+    one that becomes its part folder (with ``indices``, the manifest lines the files hold, and
+    ``utterances``, the split's) only when the block has finished without an error."""
     if num_shards == 1:
         os.makedirs(dest, exist_ok=True)
         yield dest
@@ -46,6 +49,8 @@ def split_output(dest: str, split: str, shard: int, num_shards: int,
         yield tmp
         with open(os.path.join(tmp, PART_INDICES), "w") as f:
             f.write("".join(f"{i}\n" for i in indices))
+        with open(os.path.join(tmp, PART_UTTERANCES), "w") as f:
+            f.write(f"{utterances}\n")
         shutil.rmtree(final, ignore_errors=True)  # a finished shard run again
         os.replace(tmp, final)
     finally:
@@ -68,23 +73,35 @@ def finished_parts(dest: str, splits: Sequence[str], num_shards: int) -> Dict[st
 
 
 def manifest_order(folders: Sequence[str]) -> List[Tuple[int, int]]:
-    """(part, position in that part) of each manifest line in order; the parts' ``indices`` must
-    hold every line once."""
+    """(part, position in that part) of each manifest line in order; the parts must agree on the
+    split's size and their ``indices`` hold every line once."""
+    sizes = []
+    for folder in folders:
+        path = os.path.join(folder, PART_UTTERANCES)
+        try:
+            with open(path) as f:
+                sizes.append(int(f.read()))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: unreadable ({e}); rerun this shard") from None
+    if len(set(sizes)) > 1:
+        raise ValueError(f"the parts disagree on the split's size ({', '.join(map(str, sizes))} "
+                         f"utterances in {', '.join(folders)}): {_MISMATCH}")
     where = {}
     for p, folder in enumerate(folders):
         path = os.path.join(folder, PART_INDICES)
         with open(path) as f:
             for j, line in enumerate(f):
                 i = int(line)
-                if i in where:
-                    raise ValueError(f"{path}:{j + 1}: manifest line {i} is also in "
-                                     f"{folders[where[i][0]]}: {_MISMATCH}")
+                if i in where or not 0 <= i < sizes[p]:
+                    raise ValueError(f"{path}:{j + 1}: manifest line {i} is "
+                                     + (f"also in {folders[where[i][0]]}" if i in where else
+                                        f"not one of the split's {sizes[p]}") + f": {_MISMATCH}")
                 where[i] = (p, j)
-    gaps = sorted(set(range(len(where))) - set(where))
+    gaps = sorted(set(range(sizes[0])) - set(where))
     if gaps:
         raise ValueError(f"no part in {os.path.dirname(folders[0])} holds manifest line "
                          f"{gaps[0]}: {_MISMATCH}")
-    return [where[i] for i in range(len(where))]
+    return [where[i] for i in range(sizes[0])]
 
 
 def remove_parts(parts: Dict[str, List[str]]) -> None:
