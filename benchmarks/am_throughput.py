@@ -10,7 +10,6 @@ then one row per input with audio seconds per wall second and the ratio to log-m
 """
 
 import argparse
-import dataclasses
 import os
 import platform
 import sys
@@ -20,7 +19,9 @@ import time
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
+
+from _checkpoint_util import save_vq_checkpoint  # noqa: E402
 
 from fairseq_vqw2v.cli.featurize import main as featurize_main  # noqa: E402
 from fairseq_vqw2v.cli.quantize import main as quantize_main  # noqa: E402
@@ -38,22 +39,11 @@ def cpu_model() -> str:
     return cpuinfo_field("model name") or platform.processor() or "unknown CPU"
 
 
-def save_vq_checkpoint(model: VqWav2VecModel, folder: str) -> str:
-    """``folder/vq.pt``: ``model`` in a fairseq checkpoint, as fairseq-train writes it."""
-    state = unit_bert_checkpoint(UnitBertConfig(), {}, folder)
-    state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(model.cfg), "_name": "vq_wav2vec"},
-                    "task": {"_name": "vqw2v_pretraining", "data": folder}, "criterion": None}
-    state["model"] = model.state_dict()
-    path = os.path.join(folder, "vq.pt")
-    torch.save(state, path)
-    return path
-
-
 def write_upstreams(folder: str):
     """Random-weight vq_wav2vec_tiny and unit_bert_tiny checkpoints (and the BERT's dict.txt)."""
     torch.manual_seed(0)
     vq_cfg = arch_config("vq_wav2vec_tiny")
-    save_vq_checkpoint(VqWav2VecModel(vq_cfg), folder)
+    save_vq_checkpoint(os.path.join(folder, "vq.pt"), VqWav2VecModel(vq_cfg), folder)
     tokens = [f"{a}-{b}" for a in range(vq_cfg.vq_vars) for b in range(vq_cfg.vq_vars)]
     with open(os.path.join(folder, "dict.txt"), "w") as f:
         f.write("".join(f"{t} 1\n" for t in tokens))

@@ -31,7 +31,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from am_throughput import cpu_model, save_vq_checkpoint  # noqa: E402
+from am_throughput import cpu_model  # noqa: E402  (puts tests/ on the path)
+from _checkpoint_util import save_vq_checkpoint  # noqa: E402
 from fairseq_vqw2v.cli.quantize import main as quantize_main  # noqa: E402
 from pretrain_vs_fairseq import _models  # noqa: E402
 
@@ -106,7 +107,7 @@ def main():
         waves = write_noise_corpus(tmp, args.minutes)
         audio = sum(len(w) for w in waves) / SAMPLE_RATE
         ref, ours = _models(args.arch)
-        checkpoint = save_vq_checkpoint(ours, tmp)
+        checkpoint = save_vq_checkpoint(os.path.join(tmp, "vq.pt"), ours, tmp)
         command = ["--checkpoint", checkpoint, "--manifest-dir", tmp, "--splits", "test",
                    "--dest", os.path.join(tmp, "units")]
         if args.batch_size_seconds is not None:

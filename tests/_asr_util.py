@@ -1,7 +1,6 @@
 """Helpers for the acoustic-model tests: a tiny corpus whose letters are audible, and tiny
 upstream checkpoints (vq_wav2vec, unit_bert) saved in fairseq's checkpoint layout."""
 
-import dataclasses
 import os
 import subprocess
 
@@ -9,6 +8,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from _checkpoint_util import save_vq_checkpoint
 from _pretraining_util import BIN, USER_DIR
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
@@ -76,12 +76,7 @@ def write_upstreams(root, seed=0):
     vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]",
                          conv_aggregator_layers="[(32, 2, 1), (32, 3, 1)]", vq_vars=VQ_VARS)
     vq = VqWav2VecModel(vq_cfg)
-    state = unit_bert_checkpoint(UnitBertConfig(), {}, str(root))  # fairseq's envelope
-    state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(vq_cfg), "_name": "vq_wav2vec"},
-                    "task": {"_name": "vqw2v_pretraining", "data": str(root)}, "criterion": None}
-    state["model"] = vq.state_dict()
-    vq_path = os.path.join(root, "vq.pt")
-    torch.save(state, vq_path)
+    vq_path = save_vq_checkpoint(os.path.join(root, "vq.pt"), vq, root)
 
     bert_dir = os.path.join(root, "bert")
     os.makedirs(bert_dir, exist_ok=True)

@@ -1,6 +1,5 @@
 """Bad input is caught where it is read, with an error naming the file (and manifest line)."""
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
-from test_checkpoint_safety import fairseq_envelope
+from _checkpoint_util import save_vq_checkpoint
 
 
 def vq_checkpoint(path, data):
@@ -30,11 +29,7 @@ def vq_checkpoint(path, data):
     torch.manual_seed(0)
     cfg = arch_config("vq_wav2vec_tiny", vq_vars=6, conv_feature_layers="[(16, 10, 5), "
                       "(16, 8, 4), (16, 4, 2), (16, 4, 2), (16, 4, 2)]")
-    model = {**dataclasses.asdict(cfg), "_name": "vq_wav2vec"}
-    torch.save(fairseq_envelope({"common": {"seed": 1}, "model": model, "criterion": None,
-                                 "task": {"_name": "vqw2v_pretraining", "data": str(data)}},
-                                VqWav2VecModel(cfg).state_dict()), path)
-    return str(path)
+    return save_vq_checkpoint(path, VqWav2VecModel(cfg), data)
 
 
 def with_nan(noise, seconds=0.5):

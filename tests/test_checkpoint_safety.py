@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 import torch
+from _checkpoint_util import fairseq_envelope, save_vq_checkpoint
 from fairseq.models.wav2vec.wav2vec import Wav2VecConfig
 
 from fairseq_vqw2v.checkpoint import (
@@ -39,27 +40,11 @@ def payload(marker) -> str:
     return f"({escape}('touch {marker}'), {TINY_LAYERS})[1]"
 
 
-def fairseq_envelope(cfg, weights, args=None) -> dict:
-    """A checkpoint as fairseq-train saves it (plain containers)."""
-    return {
-        "args": args, "cfg": cfg, "model": weights,
-        "optimizer_history": [{"criterion_name": "x", "optimizer_name": "none",
-                               "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
-        "last_optimizer_state": None,
-    }
-
-
 def vq_checkpoint(path, data, **overrides):
     """A tiny vq_wav2vec checkpoint whose config fields are replaced by ``overrides``."""
     torch.manual_seed(0)
-    cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers=TINY_LAYERS, vq_vars=6)
-    weights = VqWav2VecModel(cfg).state_dict()
-    model = {**dataclasses.asdict(cfg), "_name": "vq_wav2vec", **overrides}
-    torch.save(fairseq_envelope({"common": {"seed": 1}, "model": model, "criterion": None,
-                                 "task": {"_name": "vqw2v_pretraining", "data": str(data)}},
-                                weights), path)
-    return str(path)
+    model = VqWav2VecModel(arch_config("vq_wav2vec_tiny", conv_feature_layers=TINY_LAYERS, vq_vars=6))
+    return save_vq_checkpoint(path, model, data, **overrides)
 
 
 def wav2vec_checkpoint(path, data, **overrides):

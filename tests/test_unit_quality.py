@@ -2,7 +2,6 @@
 fairseq's measure_teacher_quality computes them, frame-phone alignment on real flite audio, the
 seeded k-means, the log-mel baseline and quantize --report."""
 
-import dataclasses
 import json
 import math
 import shutil
@@ -22,7 +21,7 @@ from fairseq_vqw2v.modules.logmel import LogMelFilterbank
 from fairseq_vqw2v.modules.perplexity import perplexity
 from manifests import synth
 
-from test_checkpoint_safety import fairseq_envelope
+from _checkpoint_util import save_vq_checkpoint
 
 
 def test_usage_stats_and_plot(tmp_path):
@@ -236,12 +235,7 @@ def test_quantize_report_measures_units_against_phones(corpus, tmp_path, capsys)
     torch.manual_seed(0)
     cfg = arch_config("vq_wav2vec_tiny", vq_vars=8)
     model = VqWav2VecModel(cfg)
-    checkpoint = str(tmp_path / "vq.pt")
-    torch.save(fairseq_envelope(
-        {"common": {"seed": 1}, "model": {**dataclasses.asdict(cfg), "_name": "vq_wav2vec"}, "criterion": None,
-         "task": {"_name": "vqw2v_pretraining", "data": str(corpus)},
-         "checkpoint": {"save_dir": str(tmp_path), "restore_file": "checkpoint_last.pt"}},
-        model.state_dict()), checkpoint)
+    checkpoint = save_vq_checkpoint(tmp_path / "vq.pt", model, corpus)
     window = uq.frame_window(model.output_lengths)
     dest = tmp_path / "units"
     assert quantize.main(["--checkpoint", checkpoint, "--manifest-dir", str(corpus),
