@@ -11,11 +11,13 @@ it, slower than fp32, so runs stay fp32 and say so once.
 
 import functools
 import logging
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import torch
+import torch.nn as nn
 
 logger = logging.getLogger(__name__)
+
 
 def cpuinfo_field(name: str) -> str:
     """The first ``name`` line's value in /proc/cpuinfo (``vendor_id``, ``model name``), or ''
@@ -65,6 +67,20 @@ def bf16_autocast(device_type: str, enabled: bool = True) -> torch.autocast:
     (:func:`bf16_available`); otherwise a disabled one (fp32). One context per ``with``."""
     return torch.autocast(device_type, dtype=torch.bfloat16,
                           enabled=enabled and bf16_available(device_type))
+
+
+def compile_in_place(modules: Iterable[nn.Module]) -> bool:
+    """``torch.compile`` each module in place (dynamic shapes: batches vary in length; parameter
+    names unchanged, so checkpoints load with or without it). Where kernels cannot be built
+    (:func:`compile_missing`) it says so and leaves the modules eager; returns whether it
+    compiled. The model is built on CPU and moved later: where CUDA is, it will run there."""
+    reason = compile_missing("cuda" if torch.cuda.is_available() else "cpu")
+    if reason is not None:
+        logger.warning(f"--compile is off, the model runs uncompiled: {reason}")
+        return False
+    for module in modules:
+        module.compile(dynamic=True)
+    return True
 
 
 def compile_missing(device_type: str) -> Optional[str]:

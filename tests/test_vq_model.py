@@ -10,7 +10,6 @@ import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
 from fairseq_vqw2v.interop.wav2vec import convert_state_dict
 from fairseq_vqw2v.modules.masked_group_norm import MaskedGroupNorm
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel, arch_config, codebook_shape
-from fairseq_vqw2v.precision import compile_missing
 
 SMALL = dict(
     conv_feature_layers="[(32, 10, 5), (32, 8, 4), (32, 4, 2), (32, 4, 2), (32, 4, 2)]",
@@ -250,31 +249,6 @@ def test_kmeans_loss_and_straight_through_gradient():
     out = model(torch.randn(2, 4000))
     torch.nn.functional.binary_cross_entropy_with_logits(out["cpc_logits"], out["cpc_targets"]).backward()
     assert model.feature_extractor.conv_layers[0].conv.weight.grad.abs().sum() > 0
-
-
-def test_compile_without_a_cpp_compiler_runs_uncompiled_and_says_so(caplog):
-    if torch.cuda.is_available():
-        pytest.skip("checks the CPU fallback")
-    with torch._inductor.config.patch({"cpp.cxx": (None, "/nonexistent/g++")}), caplog.at_level("WARNING"):
-        model = _model(vq_type="gumbel", compile=True).eval()
-    assert caplog.messages == ["--compile is off, the model runs uncompiled: torch.compile on CPU "
-                               "needs a C++ compiler (g++ or clang++; set CXX)"]
-    source = torch.randn(1, 3000)
-    expected = _model(vq_type="gumbel").eval().extract_features(source)
-    assert torch.equal(model.extract_features(source)["c"], expected["c"])
-
-
-@pytest.mark.slow  # compiling the two conv stacks: about 10 s of CPU
-@pytest.mark.skipif(compile_missing("cpu") is not None, reason=str(compile_missing("cpu")))
-def test_compiled_model_matches_eager_on_cpu():
-    eager, compiled = _model().eval(), _model(compile=True).eval()
-    source = torch.randn(2, 4000)
-    padding_mask = torch.zeros(2, 4000, dtype=torch.bool)
-    padding_mask[1, 3000:] = True
-    expected = eager.extract_features(source, padding_mask)
-    out = compiled.extract_features(source, padding_mask)
-    for key in ("z", "c"):
-        torch.testing.assert_close(out[key], expected[key], rtol=1e-4, atol=1e-5)
 
 
 def test_bad_layer_spec_is_a_clear_error():

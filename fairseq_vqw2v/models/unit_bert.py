@@ -18,6 +18,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from ..checkpoint import check_model_config, load_fairseq_checkpoint
 from ..data.unit_files import add_mask, codes_to_tokens, load_unit_dictionary
 from ..modules.transformer import MaskedLMHead, TransformerEncoder, init_bert_params
+from ..precision import compile_in_place
 from ._arch import set_arch_defaults
 
 
@@ -36,6 +37,11 @@ class UnitBertConfig(FairseqDataclass):
     )
     max_positions: int = field(
         default=512, metadata={"help": "longest sequence (tokens, framing included)"}
+    )
+    compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile each Transformer layer, for GPUs (on CPU it needs a C++ "
+                  "compiler, and its kernels measured slower than these eager layers)"},
     )
 
 
@@ -60,6 +66,8 @@ class UnitBertModel(BaseFairseqModel):
         )
         self.lm_head = MaskedLMHead(cfg.encoder_embed_dim, self.encoder.embed_tokens.weight)
         self.apply(init_bert_params)
+        if cfg.compile:
+            compile_in_place(self.encoder.layers)
 
     @classmethod
     def build_model(cls, cfg: UnitBertConfig, task):

@@ -7,7 +7,6 @@ names follow fairseq's too, up to the explicit mapping in ``fairseq_vqw2v.intero
 """
 
 import argparse
-import logging
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,9 +27,8 @@ from fairseq_vqw2v.modules.conv_encoder import ConvFeatureEncoder
 from fairseq_vqw2v.modules.gumbel_quantizer import GumbelQuantizer
 from fairseq_vqw2v.modules.kmeans_quantizer import KmeansQuantizer
 from fairseq_vqw2v.modules.masked_group_norm import frame_mask
-from fairseq_vqw2v.precision import compile_missing
+from fairseq_vqw2v.precision import compile_in_place
 
-logger = logging.getLogger(__name__)
 
 ACTIVATION_CHOICES = ChoiceEnum(["relu", "gelu"])
 VQ_TYPE_CHOICES = ChoiceEnum(["none", "gumbel", "kmeans"])
@@ -187,17 +185,7 @@ class VqWav2VecModel(BaseFairseqModel):
         self.dropout_feats = nn.Dropout(p=cfg.dropout_features)
         self.dropout_agg = nn.Dropout(p=cfg.dropout_agg)
         if cfg.compile:
-            self._compile()
-
-    def _compile(self):
-        # the model is built on CPU and moved later: where CUDA is, it will run there
-        reason = compile_missing("cuda" if torch.cuda.is_available() else "cpu")
-        if reason is not None:
-            logger.warning(f"--compile is off, the model runs uncompiled: {reason}")
-            return
-        # in-place compile keeps parameter names (checkpoints stay loadable without compile)
-        self.feature_extractor.compile(dynamic=True)
-        self.feature_aggregator.compile(dynamic=True)
+            compile_in_place([self.feature_extractor, self.feature_aggregator])
 
     @classmethod
     def build_model(cls, cfg: VqWav2VecConfig, task=None):

@@ -24,6 +24,7 @@ from ..modules.w2l_conv import (
     W2L_WSJ_LAYERS,
     W2lConvStack,
 )
+from ..precision import compile_in_place
 from . import frontends
 from ._arch import set_arch_defaults
 from .unit_bert import load_unit_bert
@@ -77,6 +78,11 @@ class W2lCtcConfig(FairseqDataclass):
         default=0, metadata={"help": "set by the task: codebook size of a units folder"}
     )
     unit_groups: int = field(default=0, metadata={"help": "set by the task: groups of a units folder"})
+    compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the conv stack (on CPU it needs a C++ compiler; without "
+                  "one the model runs uncompiled and says so)"},
+    )
     upstream_sha256: Optional[str] = field(
         default=None, metadata={"help": "set by the task: SHA-256 of the --upstream checkpoint"}
     )
@@ -146,6 +152,8 @@ class W2lCtcModel(BaseFairseqModel):
             weight_norm=cfg.weight_norm,
         )
         self.output = nn.Linear(self.body.out_channels, num_labels)
+        if cfg.compile:
+            compile_in_place([self.body])
 
     @classmethod
     def build_model(cls, cfg: W2lCtcConfig, task):
