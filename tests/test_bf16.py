@@ -1,5 +1,6 @@
-"""bf16 mixed precision: which CPUs get it, fairseq's precision flags against ``--autocast``, and
-the three trainings under ``--autocast bf16`` (fairseq's own Trainer, in process)."""
+"""Mixed precision: which CPUs get bf16, fairseq's precision flags against ``--autocast``, the three
+trainings under ``--autocast bf16`` (fairseq's own Trainer, in process), and their models in fp16
+as fairseq's --fp16 runs them."""
 
 import math
 
@@ -10,6 +11,7 @@ from _asr_util import USER_DIR, train_args, write_letter_corpus, write_upstreams
 from _bert_util import write_unit_corpus
 from _pretraining_util import train_command, write_corpus
 from _train_util import batches, build_trainer, train
+from fairseq.utils import apply_to_sample
 from fairseq_vqw2v.precision import bf16_available, bf16_missing, cpu_bf16_missing
 
 needs_bf16 = pytest.mark.skipif(not bf16_available("cpu"),
@@ -42,6 +44,8 @@ def bert_args(data, *extra):
 
 @pytest.mark.parametrize("flags, message", [
     (["--bf16"], "--bf16 is fairseq's TPU mode .* use --autocast bf16"),
+    (["--fp16"], "--fp16 .* is fairseq's CUDA half precision: without a GPU use --autocast bf16"),
+    (["--memory-efficient-fp16"], "--fp16 .* is fairseq's CUDA half precision"),
     (["--autocast", "bf16", "--amp"], "--autocast bf16 and --amp both set the precision"),
 ])
 def test_conflicting_precision_flags_are_refused_naming_the_flag_to_use(units, flags, message):
@@ -70,6 +74,31 @@ def asr(tmp_path, asr_corpus):
     root, vq, bert = asr_corpus
     return [*train_args(root / "data", tmp_path / "save", 10, "--input", "bert", "--upstream",
                         vq, "--bert", bert)[1:], "--user-dir", USER_DIR, "--cpu"]
+
+
+def asr_logmel(tmp_path, asr_corpus):
+    root = asr_corpus[0]
+    return [*train_args(root / "data", tmp_path / "save", 10, "--input", "logmel")[1:],
+            "--user-dir", USER_DIR, "--cpu"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fairseq's --fp16 itself runs on the GPU")
+@pytest.mark.parametrize("training", [pretraining, unit_mlm, asr, asr_logmel])
+def test_models_run_in_half_precision_as_fairseq_fp16_runs_them(training, tmp_path, request):
+    """fairseq's --fp16 (CUDA) halves the model and the float tensors of each batch. Its
+    optimizers need a GPU, but the forward and backward are the models' own: here on CPU, no fp32
+    tensor meets fp16 weights, and every trained weight gets a finite fp16 gradient."""
+    corpus = request.getfixturevalue("asr_corpus") if training in (asr, asr_logmel) else None
+    trainer = build_trainer(training(tmp_path, corpus))
+    model = trainer.model.half().train()
+    sample = apply_to_sample(lambda t: t.half() if t.dtype == torch.float32 else t,
+                             next(batches(trainer)))
+    loss, _, _ = trainer.criterion(model, sample)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert trained and all(p.dtype == torch.float16 for p in trained)
+    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in trained)
 
 
 def valid_loss(trainer, sample) -> float:

@@ -163,6 +163,8 @@ class W2lCtcModel(BaseFairseqModel):
         """-> dict ``logits`` (B x T' x V), ``lengths`` (B valid frames), ``padding_mask``
         (B x T', True on padding)."""
         x, lengths = self.frontend(source, source_lengths)
+        # log-mel features are fp32; the weights are fp16 in fairseq's --fp16
+        x = x.to(self.output.weight.dtype)
         x, lengths = self.body(self.dropout(x), lengths)
         logits = self.output(x)
         padding_mask = torch.arange(logits.size(1), device=logits.device)[None, :] >= lengths[:, None]

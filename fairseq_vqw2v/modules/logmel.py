@@ -160,9 +160,10 @@ class LogMelFilterbank(nn.Module):
             [frames[..., :1] * (1 - self.preemphasis), frames[..., 1:] - self.preemphasis * frames[..., :-1]],
             dim=-1,
         )
-        spectrum = torch.fft.rfft(frames * self.window, n=self.padded_window)  # B x T' x (P/2 + 1)
+        # .float(): the buffers are halved with a model trained in fairseq's --fp16
+        spectrum = torch.fft.rfft(frames * self.window.float(), n=self.padded_window)  # B x T' x (P/2 + 1)
         power = spectrum.real.square() + spectrum.imag.square()
-        feats = torch.matmul(power, self.mel_banks).clamp(min=FLOAT32_EPS).log()  # B x T' x M
+        feats = torch.matmul(power, self.mel_banks.float()).clamp(min=FLOAT32_EPS).log()  # B x T' x M
 
         mask = frame_mask(frame_lengths, num_frames).unsqueeze(-1)  # B x T' x 1
         if self.normalize:

@@ -89,6 +89,11 @@ def check_training_run(cfg) -> None:
         # fairseq's --bf16 implies --tpu: the trainer would fail looking for an XLA device
         raise ValueError("--bf16 is fairseq's TPU mode (bf16 weights through torch_xla, not "
                          "installed); for bf16 mixed precision on CPU or GPU use --autocast bf16")
+    if _resolved(cfg, "fp16") and on_cpu:
+        # fairseq's fp16 optimizers keep state and check overflows with CUDA tensors: on CPU
+        # the first update (or the first overflow) fails deep in fairseq
+        raise ValueError("--fp16 (and --memory-efficient-fp16) is fairseq's CUDA half precision: "
+                         "without a GPU use --autocast bf16")
     fairseq_flags = [f"--{name}" for name in ("bf16", "fp16", "amp") if _resolved(cfg, name)]
     if cfg.autocast != "none" and fairseq_flags:
         raise ValueError(f"--autocast {cfg.autocast} and {' '.join(fairseq_flags)} both set the "
