@@ -7,34 +7,35 @@ sample: ``--sample-break-mode eos`` for masked_lm), with the same model size, ma
 --mask-length 10``, mask only), optimizer, batch size and number of updates; validation and
 checkpointing are off.
 
-Throughput is measured in CPU time, which a busy shared machine disturbs far less than wall time:
-each implementation trains ``--updates`` and then ``2 x --updates`` updates in separate processes
-(same seed, so the first updates are the same batches), and tokens/s is the tokens of the extra
-updates (fairseq's per-update ``wpb``, framing included) over the extra CPU seconds (user + system,
-``os.wait4``), which cancels start-up and data loading. With ``--threads 1`` (default) that is
-single-core throughput. Peak memory is each training process's max RSS. Fairseq's own wall-clock
-``wps`` is printed too. Runs alternate ``--repeats`` times; the best repeat counts.
+Throughput is tokens per CPU second (fairseq's ``ntokens``, framing included, over the CPU time
+of each update, ``time.process_time``). Both trainings run in this process through fairseq's own
+Trainer (``tests/_train_util.py``), built from the same fairseq-train command lines, and their
+updates alternate one for one after ``--warmup`` updates each: this shared machine's speed drifts
+by 30% within minutes, and alternating puts both under the same drift (separate processes
+measured minutes apart gave ratios from 0.6x to 1.1x for the same code). With ``--threads 1``
+(default) that is single-core throughput. Peak memory is each training's max RSS in a process of
+its own (fairseq-train, ``--updates`` updates).
 
-    python benchmarks/bert_vs_fairseq.py [--updates 10] [--layers 4 --dim 256 --ffn 1024 --heads 4]
+    python benchmarks/bert_vs_fairseq.py [--updates 30] [--layers 4 --dim 256 --ffn 1024 --heads 4]
 """
 
 import argparse
 import os
-import re
-import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
+from _train_util import batches, build_trainer  # noqa: E402
 from am_throughput import cpu_model  # noqa: E402
+from fairseq.logging import metrics  # noqa: E402
 
 from fairseq_vqw2v.data.unit_files import (  # noqa: E402
     codes_to_tokens,
@@ -61,8 +62,8 @@ def write_corpus(folder: Path, utterances: int, max_tokens: int, seed: int = 0) 
     write_dictionary(str(folder / "dict.txt"), counts)
 
 
-def run(cmd, threads):
-    """Runs a training command; returns (log, CPU seconds, max RSS in MiB)."""
+def peak_rss(cmd, threads) -> float:
+    """Max RSS in MiB of a fairseq-train process running ``cmd``."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
@@ -70,27 +71,32 @@ def run(cmd, threads):
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{log[-3000:]}")
-    return log, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return usage.ru_maxrss / 1024
 
 
-def per_update(log: str, key: str):
-    values = [float(x) for x in re.findall(rf"train_inner \|.*?\b{key}=([\d.]+)", log)]
-    if not values:
-        sys.exit(f"no train_inner lines to measure:\n{log[-2000:]}")
-    return values
-
-
-def measure(cmd, updates, threads):
-    """(tokens per CPU second over updates U+1..2U, fairseq's wall wps, max RSS MiB)."""
-    _, cpu_short, _ = run([*cmd, "--max-update", str(updates)], threads)
-    log, cpu_long, rss = run([*cmd, "--max-update", str(2 * updates)], threads)
-    tokens = sum(per_update(log, "wpb")[updates:])
-    return tokens / (cpu_long - cpu_short), statistics.mean(per_update(log, "wps")[1:]), rss
+def interleaved_throughput(argvs, warmup: int, updates: int):
+    """Tokens per CPU second of each training (name -> fairseq-train arguments), their updates
+    alternating one for one after ``warmup`` updates each."""
+    trainers = {name: build_trainer(argv) for name, argv in argvs.items()}
+    streams = {name: batches(trainer) for name, trainer in trainers.items()}
+    tokens = dict.fromkeys(trainers, 0)
+    seconds = dict.fromkeys(trainers, 0.0)
+    for step in range(warmup + updates):
+        for name, trainer in trainers.items():
+            sample = next(streams[name])
+            start = time.process_time()
+            with metrics.aggregate(new_root=True):
+                trainer.train_step([sample])
+            if step >= warmup:
+                seconds[name] += time.process_time() - start
+                tokens[name] += sample["ntokens"]
+    return {name: tokens[name] / seconds[name] for name in trainers}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--updates", type=int, default=30, help="timed updates of each")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed first updates of each")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--ffn", type=int, default=1024)
@@ -98,7 +104,6 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--tokens-per-sample", type=int, default=256)
     parser.add_argument("--utterances", type=int, default=400)
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bf16", action="store_true",
                         help="ours under --autocast bf16 (fairseq's masked_lm stays fp32: its --bf16 "
@@ -126,35 +131,28 @@ def main():
             "--disable-validation", "--no-save", "--log-format", "simple",
             "--log-interval", "1", "--num-workers", "0", "--seed", "1",
         ]
-        commands = {
-            "fairseq": [sys.executable, "-m", "fairseq_cli.train", *common, "--task", "masked_lm",
-                        "--arch", "roberta_base", "--criterion", "masked_lm",
-                        "--sample-break-mode", "eos", "--mask-prob", "0.5",
-                        "--mask-multiple-length", "10", "--leave-unmasked-prob", "0",
-                        "--random-token-prob", "0"],
-            "ours": [sys.executable, "-m", "fairseq_cli.train", *common, "--user-dir",
-                     str(ROOT / "fairseq_vqw2v"), "--task", "unit_mlm", "--arch", "unit_bert_base",
-                     "--criterion", "span_mlm", "--mask-prob", "0.05", "--mask-length", "10",
-                     *(["--autocast", "bf16"] if args.bf16 else [])],
+        argvs = {
+            "fairseq": [*common, "--task", "masked_lm", "--arch", "roberta_base",
+                        "--criterion", "masked_lm", "--sample-break-mode", "eos",
+                        "--mask-prob", "0.5", "--mask-multiple-length", "10",
+                        "--leave-unmasked-prob", "0", "--random-token-prob", "0"],
+            "ours": [*common, "--user-dir", str(ROOT / "fairseq_vqw2v"), "--task", "unit_mlm",
+                     "--arch", "unit_bert_base", "--criterion", "span_mlm", "--mask-prob", "0.05",
+                     "--mask-length", "10", *(["--autocast", "bf16"] if args.bf16 else [])],
         }
-        results = {name: {"tps": [], "wps": [], "rss": []} for name in commands}
-        for repeat in range(args.repeats):
-            for name, cmd in commands.items():
-                tps, wps, rss = measure(cmd, args.updates, args.threads)
-                for key, value in zip(("tps", "wps", "rss"), (tps, wps, rss)):
-                    results[name][key].append(value)
-                print(f"[{repeat + 1}/{args.repeats}] {name:8s} {tps:8.0f} tokens/CPU-s "
-                      f"(wall {wps:6.0f} tokens/s)  peak RSS {rss:6.0f} MiB", flush=True)
+        # first: a child's max RSS starts from this process's size at the fork
+        train = [sys.executable, "-m", "fairseq_cli.train", "--max-update", str(args.updates)]
+        peak = {name: peak_rss([*train, *argv], args.threads) for name, argv in argvs.items()}
+        torch.set_num_threads(args.threads)
+        speed = interleaved_throughput(argvs, args.warmup, args.updates)
 
-    best = {name: max(r["tps"]) for name, r in results.items()}
-    peak = {name: max(r["rss"]) for name, r in results.items()}
     print(f"CPU: {cpu_model()}; ours in {'bf16 autocast' if args.bf16 else 'fp32'}, fairseq in fp32")
-    print(f"model {args.layers} x {args.dim} (FFN {args.ffn}, {args.heads} heads), updates "
-          f"{args.updates + 1}..{2 * args.updates} of <= {args.max_tokens} tokens, crop "
+    print(f"model {args.layers} x {args.dim} (FFN {args.ffn}, {args.heads} heads), {args.updates} "
+          f"alternating updates of <= {args.max_tokens} tokens each after {args.warmup}, crop "
           f"{args.tokens_per_sample}, {args.threads} thread(s)")
-    for name in commands:
-        print(f"  {name:8s} {best[name]:8.0f} tokens/CPU-s, peak RSS {peak[name]:6.0f} MiB")
-    print(f"speed-up ours/fairseq: {best['ours'] / best['fairseq']:.2f}x tokens per CPU second, "
+    for name in argvs:
+        print(f"  {name:8s} {speed[name]:8.0f} tokens/CPU-s, peak RSS {peak[name]:6.0f} MiB")
+    print(f"speed-up ours/fairseq: {speed['ours'] / speed['fairseq']:.2f}x tokens per CPU second, "
           f"peak memory ratio {peak['ours'] / peak['fairseq']:.2f}")
 
 
