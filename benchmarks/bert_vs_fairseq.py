@@ -14,7 +14,12 @@ updates alternate one for one after ``--warmup`` updates each: this shared machi
 by 30% within minutes, and alternating puts both under the same drift (separate processes
 measured minutes apart gave ratios from 0.6x to 1.1x for the same code). With ``--threads 1``
 (default) that is single-core throughput. Peak memory is each training's max RSS in a process of
-its own (fairseq-train, ``--updates`` updates).
+its own (fairseq-train, ``--updates`` updates). ``--device cuda`` times wall seconds once the GPU
+has finished, reports each training's largest step peak of allocated memory over its resident
+weights and optimizer state, and model FLOP utilisation (MFU: the matrix products' FLOPs per
+token, counted with torch's FlopCounterMode, times tokens per second, over the card's data-sheet
+peak in ``_device.py``); ``--fairseq-fp16`` runs the reference in its --fp16 there. For
+``unit_bert_base`` itself: ``--layers 12 --dim 768 --ffn 3072 --heads 12``.
 
     python benchmarks/bert_vs_fairseq.py [--updates 30] [--layers 4 --dim 256 --ffn 1024 --heads 4]
 """
@@ -24,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
 from _train_util import batches, build_trainer  # noqa: E402
-from am_throughput import cpu_model  # noqa: E402
+from _device import Clock, counted_flops, device_name, peak_tflops  # noqa: E402
 from fairseq.logging import metrics  # noqa: E402
 
 from fairseq_vqw2v.data.unit_files import (  # noqa: E402
@@ -74,23 +78,35 @@ def peak_rss(cmd, threads) -> float:
     return usage.ru_maxrss / 1024
 
 
-def interleaved_throughput(argvs, warmup: int, updates: int):
-    """Tokens per CPU second of each training (name -> fairseq-train arguments), their updates
-    alternating one for one after ``warmup`` updates each."""
+def interleaved_throughput(argvs, warmup: int, updates: int, device: torch.device):
+    """Per training (name -> fairseq-train arguments): tokens per second of work (CPU seconds on
+    CPU, wall seconds on a GPU; see ``_device.Clock``), with the updates of all alternating one
+    for one after ``warmup`` updates each, and on a GPU the largest step peak of allocated memory
+    over the resident weights and optimizer state. Also returns the model FLOPs per token (matrix
+    products, forward and backward, counted on the last warm-up update of the first training)."""
     trainers = {name: build_trainer(argv) for name, argv in argvs.items()}
     streams = {name: batches(trainer) for name, trainer in trainers.items()}
     tokens = dict.fromkeys(trainers, 0)
     seconds = dict.fromkeys(trainers, 0.0)
+    peaks = dict.fromkeys(trainers, 0.0)
+    clock = Clock(device)
+    first = next(iter(trainers))
+    flops_per_token = None
     for step in range(warmup + updates):
         for name, trainer in trainers.items():
             sample = next(streams[name])
-            start = time.process_time()
-            with metrics.aggregate(new_root=True):
+            if name == first and step == warmup - 1:
+                with counted_flops() as counter, metrics.aggregate(new_root=True):
+                    trainer.train_step([sample])
+                flops_per_token = counter.get_total_flops() / sample["ntokens"]
+                continue
+            with clock.timed() as timed, metrics.aggregate(new_root=True):
                 trainer.train_step([sample])
             if step >= warmup:
-                seconds[name] += time.process_time() - start
+                seconds[name] += timed["seconds"]
                 tokens[name] += sample["ntokens"]
-    return {name: tokens[name] / seconds[name] for name in trainers}
+                peaks[name] = max(peaks[name], timed["peak_mib"] or 0.0)
+    return ({name: tokens[name] / seconds[name] for name in trainers}, peaks, flops_per_token)
 
 
 def main():
@@ -108,7 +124,12 @@ def main():
     parser.add_argument("--bf16", action="store_true",
                         help="ours under --autocast bf16 (fairseq's masked_lm stays fp32: its --bf16 "
                         "is TPU-only)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--fairseq-fp16", action="store_true",
+                        help="fairseq in its --fp16 (CUDA), its fastest GPU mode")
     args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1 (its last update counts the model FLOPs)")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -127,7 +148,7 @@ def main():
             "--encoder-attention-heads", str(args.heads), "--dropout", "0.1",
             "--attention-dropout", "0.1", "--tokens-per-sample", str(args.tokens_per_sample),
             "--max-positions", str(args.tokens_per_sample), "--optimizer", "adam", "--lr", "1e-4",
-            "--max-tokens", str(args.max_tokens), "--cpu",
+            "--max-tokens", str(args.max_tokens), *(["--cpu"] if args.device == "cpu" else []),
             "--disable-validation", "--no-save", "--log-format", "simple",
             "--log-interval", "1", "--num-workers", "0", "--seed", "1",
         ]
@@ -135,25 +156,39 @@ def main():
             "fairseq": [*common, "--task", "masked_lm", "--arch", "roberta_base",
                         "--criterion", "masked_lm", "--sample-break-mode", "eos",
                         "--mask-prob", "0.5", "--mask-multiple-length", "10",
-                        "--leave-unmasked-prob", "0", "--random-token-prob", "0"],
+                        "--leave-unmasked-prob", "0", "--random-token-prob", "0",
+                        *(["--fp16"] if args.fairseq_fp16 else [])],
             "ours": [*common, "--user-dir", str(ROOT / "fairseq_vqw2v"), "--task", "unit_mlm",
                      "--arch", "unit_bert_base", "--criterion", "span_mlm", "--mask-prob", "0.05",
                      "--mask-length", "10", *(["--autocast", "bf16"] if args.bf16 else [])],
         }
-        # first: a child's max RSS starts from this process's size at the fork
+        device = torch.device(args.device)
         train = [sys.executable, "-m", "fairseq_cli.train", "--max-update", str(args.updates)]
-        peak = {name: peak_rss([*train, *argv], args.threads) for name, argv in argvs.items()}
+        # first: a child's max RSS starts from this process's size at the fork
+        rss = ({name: peak_rss([*train, *argv], args.threads) for name, argv in argvs.items()}
+               if device.type == "cpu" else None)
         torch.set_num_threads(args.threads)
-        speed = interleaved_throughput(argvs, args.warmup, args.updates)
+        speed, step_peaks, flops_per_token = interleaved_throughput(
+            argvs, args.warmup, args.updates, device)
 
-    print(f"CPU: {cpu_model()}; ours in {'bf16 autocast' if args.bf16 else 'fp32'}, fairseq in fp32")
+    per = "CPU-s" if device.type == "cpu" else "s"
+    print(f"device: {device_name(device)}; ours in {'bf16 autocast' if args.bf16 else 'fp32'}, "
+          f"fairseq in {'fp16' if args.fairseq_fp16 else 'fp32'}")
     print(f"model {args.layers} x {args.dim} (FFN {args.ffn}, {args.heads} heads), {args.updates} "
           f"alternating updates of <= {args.max_tokens} tokens each after {args.warmup}, crop "
-          f"{args.tokens_per_sample}, {args.threads} thread(s)")
+          f"{args.tokens_per_sample}, {args.threads} thread(s); "
+          f"{flops_per_token / 1e6:.1f} MFLOP per token (matrix products, forward and backward)")
+    peak = peak_tflops(device, half=args.bf16 or args.fairseq_fp16)
     for name in argvs:
-        print(f"  {name:8s} {speed[name]:8.0f} tokens/CPU-s, peak RSS {peak[name]:6.0f} MiB")
-    print(f"speed-up ours/fairseq: {speed['ours'] / speed['fairseq']:.2f}x tokens per CPU second, "
-          f"peak memory ratio {peak['ours'] / peak['fairseq']:.2f}")
+        achieved = speed[name] * flops_per_token / 1e12
+        memory = (f"peak RSS {rss[name]:6.0f} MiB" if rss else
+                  f"step peak {step_peaks[name]:6.0f} MiB over the resident state")
+        mfu = f", MFU {100 * achieved / peak:.1f} % of {peak:.0f}" if peak else ""
+        print(f"  {name:8s} {speed[name]:8.0f} tokens/{per}, {memory}, "
+              f"{achieved:.3f} TFLOP/s{mfu}")
+    memory = rss if rss else step_peaks
+    print(f"speed-up ours/fairseq: {speed['ours'] / speed['fairseq']:.2f}x tokens per {per}, "
+          f"peak memory ratio {memory['ours'] / memory['fairseq']:.2f}")
 
 
 if __name__ == "__main__":

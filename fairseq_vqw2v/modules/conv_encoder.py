@@ -24,7 +24,8 @@ class ConvEncoderBlock(nn.Module):
     channels adjacent): oneDNN's forward convolutions run 2-3x faster on that layout than on
     channels-first, and it stays so through the norm and activation. A 1-channel input (the
     first layer, on audio) is then cut into overlapping windows and multiplied by the kernels,
-    2x faster than the convolution kernels on that shape. Training keeps fairseq's channels-first
+    2x faster than the convolution kernels on that shape, with the norm folded into the kernels
+    (:meth:`_normalized_first_layer`). Training keeps fairseq's channels-first
     convolutions: their backward is 25% faster than the channels-last one here. Without autograd
     the norm and the activation also work in place (see :meth:`forward`); padded frames are 0.
 
