@@ -82,8 +82,18 @@ def asr_logmel(tmp_path, asr_corpus):
             "--user-dir", USER_DIR, "--cpu"]
 
 
+def pretraining_kmeans(tmp_path, _):
+    # the codebook learns from the extra loss only
+    return [*pretraining(tmp_path, _), "--vq-type", "kmeans", "--loss-weights", "[1]"]
+
+
+def pretraining_continuous(tmp_path, _):
+    return [*pretraining(tmp_path, _), "--vq-type", "none"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fairseq's --fp16 itself runs on the GPU")
-@pytest.mark.parametrize("training", [pretraining, unit_mlm, asr, asr_logmel])
+@pytest.mark.parametrize("training", [pretraining, pretraining_kmeans, pretraining_continuous,
+                                      unit_mlm, asr, asr_logmel])
 def test_models_run_in_half_precision_as_fairseq_fp16_runs_them(training, tmp_path, request):
     """fairseq's --fp16 (CUDA) halves the model and the float tensors of each batch. Its
     optimizers need a GPU, but the forward and backward are the models' own: here on CPU, no fp32

@@ -159,6 +159,8 @@ class ConvFeatureEncoder(nn.Module):
                 residual = residual[..., :: residual.size(2) // tsz][..., :tsz]
                 x = (x + residual) * self.residual_scale
         if self.log_compression:
-            # in fp32 also under autocast: bf16 keeps 8 bits of |x| + 1, nothing of a small |x|
-            x = (x.float().abs() + 1).log()
+            # in fp32 also under autocast: bf16 keeps 8 bits of |x| + 1, nothing of a small |x|;
+            # a half-precision model (fairseq's --fp16) gets its own precision back
+            dtype = torch.float32 if torch.is_autocast_enabled(x.device.type) else x.dtype
+            x = (x.float().abs() + 1).log().to(dtype)
         return x, lengths
