@@ -233,3 +233,15 @@ def test_criterion_warns_on_collapse_from_the_update_counts_once(caplog):
     messages = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
     assert len(messages) == 2  # updates 2 and 5
     assert "of 32 possible codes after 2 updates" in messages[0]
+
+
+@pytest.mark.parametrize("loss_weights", [None, [0.0], [1.0]])
+def test_kmeans_without_its_loss_weight_warns_once_that_the_codebook_stays(loss_weights, caplog):
+    model = our_model("kmeans")
+    model.train()
+    criterion = ours(loss_weights=loss_weights)
+    caplog.set_level(logging.WARNING, logger="fairseq_vqw2v.criterions.contrastive")
+    for _ in range(2):
+        run(criterion, model, sample())
+    messages = [r.getMessage() for r in caplog.records if "codewords stay" in r.getMessage()]
+    assert len(messages) == (0 if loss_weights == [1.0] else 1)

@@ -156,6 +156,7 @@ class ContrastiveCriterion(Wav2vecCriterion):
             cfg.collapse_warn_fraction, cfg.collapse_warn_after, cfg.collapse_warn_interval
         )
         self.num_updates = 0
+        self.warned_frozen_codebook = False
 
     def set_num_updates(self, num_updates):
         self.num_updates = num_updates
@@ -169,6 +170,13 @@ class ContrastiveCriterion(Wav2vecCriterion):
         finally:
             hook.remove()
         net_output = outputs[-1]
+        if ("kmeans_loss" in net_output and not any(self.loss_weights or [])
+                and not self.warned_frozen_codebook):
+            self.warned_frozen_codebook = True
+            if distributed_utils.get_global_rank() == 0:
+                logger.warning("the k-means codebook learns only from the extra loss, which "
+                               "--loss-weights leaves out: its codewords stay as initialised. "
+                               "fairseq's vq-wav2vec k-means recipe uses --loss-weights '[1]'")
 
         logging_output["batches"] = 1
         if not self.infonce:
