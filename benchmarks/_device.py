@@ -1,12 +1,11 @@
-"""Where a benchmark runs: the device's name, timing that waits for it, peak memory, and the
-peak throughput that model FLOP utilisation (MFU) is measured against."""
+"""Where a benchmark runs: the device's name, timing that waits for it and peak memory
+(:func:`timed`), and the peak throughput that model FLOP utilisation (MFU) is measured against."""
 
 import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 # dense tensor-core TFLOP/s per GPU from NVIDIA's data sheets: (bf16 / fp16, fp32)
 PEAK_TFLOPS = {
@@ -37,38 +36,23 @@ def peak_tflops(device: torch.device, half: bool) -> Optional[float]:
     return None
 
 
-class Clock:
-    """Seconds of work on ``device``: CPU time of this process on CPU (a shared machine slows it
-    less than wall time), wall time after the GPU has finished on CUDA; and peak memory above
-    what was allocated before (CUDA) ."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    @contextmanager
-    def timed(self) -> Iterator[dict]:
-        """``with clock.timed() as t: ...`` then ``t["seconds"]``, ``t["peak_mib"]`` (CUDA: the
-        allocator's peak during the block over its allocation at the start; CPU: None)."""
-        out = {"peak_mib": None}
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            before = torch.cuda.memory_allocated(self.device)
-            start = time.perf_counter()
-            yield out
-            torch.cuda.synchronize(self.device)
-            out["seconds"] = time.perf_counter() - start
-            out["peak_mib"] = (torch.cuda.max_memory_allocated(self.device) - before) / 2**20
-        else:
-            start = time.process_time()
-            yield out
-            out["seconds"] = time.process_time() - start
-
-
 @contextmanager
-def counted_flops() -> Iterator[FlopCounterMode]:
-    """Counts the FLOPs of the matrix products run in the block (forward and backward), as MFU
-    counts them; ``.get_total_flops()`` after."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        yield counter
+def timed(device: torch.device) -> Iterator[dict]:
+    """``with timed(device) as t: ...`` then ``t["seconds"]``: CPU time of this process on CPU (a
+    shared machine slows it less than wall time), wall time once the GPU has finished on CUDA;
+    and ``t["peak_mib"]``: on CUDA the allocator's peak during the block over its allocation at
+    the start, on CPU None."""
+    out = {"peak_mib": None}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        start = time.perf_counter()
+        yield out
+        torch.cuda.synchronize(device)
+        out["seconds"] = time.perf_counter() - start
+        out["peak_mib"] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    else:
+        start = time.process_time()
+        yield out
+        out["seconds"] = time.process_time() - start

@@ -38,8 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
 from _train_util import batches, build_trainer  # noqa: E402
-from _device import Clock, counted_flops, device_name, peak_tflops  # noqa: E402
+from _device import device_name, peak_tflops, timed  # noqa: E402
 from fairseq.logging import metrics  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from fairseq_vqw2v.data.unit_files import (  # noqa: E402
     codes_to_tokens,
@@ -80,7 +81,7 @@ def peak_rss(cmd, threads) -> float:
 
 def interleaved_throughput(argvs, warmup: int, updates: int, device: torch.device):
     """Per training (name -> fairseq-train arguments): tokens per second of work (CPU seconds on
-    CPU, wall seconds on a GPU; see ``_device.Clock``), with the updates of all alternating one
+    CPU, wall seconds on a GPU; see ``_device.timed``), with the updates of all alternating one
     for one after ``warmup`` updates each, and on a GPU the largest step peak of allocated memory
     over the resident weights and optimizer state. Also returns the model FLOPs per token (matrix
     products, forward and backward, counted on the last warm-up update of the first training)."""
@@ -89,23 +90,22 @@ def interleaved_throughput(argvs, warmup: int, updates: int, device: torch.devic
     tokens = dict.fromkeys(trainers, 0)
     seconds = dict.fromkeys(trainers, 0.0)
     peaks = dict.fromkeys(trainers, 0.0)
-    clock = Clock(device)
     first = next(iter(trainers))
     flops_per_token = None
     for step in range(warmup + updates):
         for name, trainer in trainers.items():
             sample = next(streams[name])
             if name == first and step == warmup - 1:
-                with counted_flops() as counter, metrics.aggregate(new_root=True):
+                with FlopCounterMode(display=False) as counter, metrics.aggregate(new_root=True):
                     trainer.train_step([sample])
                 flops_per_token = counter.get_total_flops() / sample["ntokens"]
                 continue
-            with clock.timed() as timed, metrics.aggregate(new_root=True):
+            with timed(device) as took, metrics.aggregate(new_root=True):
                 trainer.train_step([sample])
             if step >= warmup:
-                seconds[name] += timed["seconds"]
+                seconds[name] += took["seconds"]
                 tokens[name] += sample["ntokens"]
-                peaks[name] = max(peaks[name], timed["peak_mib"] or 0.0)
+                peaks[name] = max(peaks[name], took["peak_mib"] or 0.0)
     return ({name: tokens[name] / seconds[name] for name in trainers}, peaks, flops_per_token)
 
 

@@ -22,8 +22,9 @@ import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from _device import counted_flops, device_name, peak_tflops  # noqa: E402  (benchmarks/)
+from _device import device_name, peak_tflops  # benchmarks/
 
 FIELDS_NOT_IN_FAIRSEQ = {"temp_schedule", "temp_anneal_fraction", "max_update", "compile"}
 
@@ -88,7 +89,7 @@ def run_one(arch, impl, updates, batch_size, seconds, threads, device="cpu", aut
     setup_mb = memory_mb()
     torch.manual_seed(2)
     # warm-up (allocator, Adam state): counts for memory and FLOPs, not for time
-    with counted_flops() as counter:
+    with FlopCounterMode(display=False) as counter:
         step(batches[0])
     walls = []
     for source in batches[1:]:

@@ -69,6 +69,15 @@ def bf16_autocast(device_type: str, enabled: bool = True) -> torch.autocast:
                           enabled=enabled and bf16_available(device_type))
 
 
+def in_weight_precision(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` outside autocast, ``x`` cast to the module's weights' dtype: fp32 for the
+    quantizers' code logits and distances under bf16 autocast (near ties would round to other
+    codes than fp32 gives), fp16 where the whole model is (fairseq's --fp16)."""
+    dtype = next(module.parameters()).dtype
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.to(dtype))
+
+
 def compile_in_place(modules: Iterable[nn.Module]) -> bool:
     """``torch.compile`` each module in place (dynamic shapes: batches vary in length; parameter
     names unchanged, so checkpoints load with or without it). Where kernels cannot be built

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.modules import GumbelVectorQuantizer as FairseqGumbelVectorQuantizer
 
+from ..precision import in_weight_precision
 from .perplexity import perplexity
 
 
@@ -81,12 +82,8 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         """features ``B x C x T`` -> code logits ``B*T x G x V``, in fp32."""
         x = x.transpose(1, 2)  # B x T x C
         bsz, tsz, fsz = x.shape
-        # the codes are the argmax of these logits: in bf16 (under autocast) near ties would
-        # round to other codes than fp32 gives. In the weights' precision: fp32, or fp16 where
-        # the whole model is (fairseq's --fp16)
-        dtype = next(self.weight_proj.parameters()).dtype
-        with torch.autocast(x.device.type, enabled=False):
-            return self.weight_proj(x.reshape(-1, fsz).to(dtype)).view(bsz * tsz, self.groups, -1)
+        logits = in_weight_precision(self.weight_proj, x.reshape(-1, fsz))
+        return logits.view(bsz * tsz, self.groups, -1)
 
     def codes(self, x, frame_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """features ``B x C x T`` -> ``B x T x G`` long: the argmax code of each group (the

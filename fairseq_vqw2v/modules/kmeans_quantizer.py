@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ..precision import in_weight_precision
 from .masked_group_norm import MaskedGroupNorm
 from .perplexity import perplexity
 
@@ -69,12 +70,8 @@ class KmeansQuantizer(nn.Module):
         """(ze ``B x vq_dim x T``, the nearest codewords' indices ``B x T x G``)."""
         bsz, _, tsz = x.shape
         lengths = None if frame_mask is None else frame_mask.sum(1)
-        # the codes are the nearest codewords to ze: in bf16 (under autocast) near ties would
-        # go to other codewords than fp32 gives. In the weights' precision: fp32, or fp16 where
-        # the whole model is (fairseq's --fp16)
-        dtype = next(self.projection.parameters()).dtype
-        with torch.autocast(x.device.type, enabled=False):
-            ze = self.norm(self.projection(x.to(dtype)), lengths)
+        # the codes are the nearest codewords to ze (the norm computes in fp32 itself)
+        ze = self.norm(in_weight_precision(self.projection, x), lengths)
         ze_groups = ze.view(bsz, self.groups, self.var_dim, tsz).permute(1, 0, 3, 2)  # G x B x T x D
         codebook = self.expand_embedding.transpose(0, 1)  # G x V x D
         dist = torch.cdist(
