@@ -290,6 +290,20 @@ def _check_envelope(path: str, state) -> None:
         )
 
 
+def fairseq_envelope(cfg, weights, args=None, criterion_name: str = "", num_updates: int = 0
+                     ) -> Dict[str, Any]:
+    """A checkpoint as fairseq-train saves it, in plain containers, around ``cfg`` (a dict) and
+    ``weights`` (a state dict): what the converters write and what fairseq's loaders and ours
+    accept."""
+    return {
+        "args": args, "cfg": cfg, "model": weights,
+        "optimizer_history": [{"criterion_name": criterion_name, "optimizer_name": "none",
+                               "lr_scheduler_state": {"best": None}, "num_updates": num_updates}],
+        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
+        "last_optimizer_state": None,
+    }
+
+
 def load_fairseq_checkpoint(path: str) -> Dict[str, Any]:
     """Loads any fairseq checkpoint (dataclass ``cfg`` or legacy ``args``) to CPU, safely.
 

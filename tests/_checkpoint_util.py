@@ -1,23 +1,13 @@
-"""Checkpoints as fairseq-train saves them (plain containers in fairseq's envelope), for tests and
-benchmarks that need one without training it."""
+"""vq_wav2vec checkpoints as fairseq-train saves them, for tests and benchmarks that need one
+without training it."""
 
 import dataclasses
 import os
 
 import torch
 
+from fairseq_vqw2v.checkpoint import fairseq_envelope
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
-
-
-def fairseq_envelope(cfg, weights, args=None) -> dict:
-    """A checkpoint as fairseq-train saves it (plain containers)."""
-    return {
-        "args": args, "cfg": cfg, "model": weights,
-        "optimizer_history": [{"criterion_name": "x", "optimizer_name": "none",
-                               "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
-        "last_optimizer_state": None,
-    }
 
 
 def save_vq_checkpoint(path, model: VqWav2VecModel, data, **overrides) -> str:

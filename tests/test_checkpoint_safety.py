@@ -12,12 +12,13 @@ import subprocess
 
 import pytest
 import torch
-from _checkpoint_util import fairseq_envelope, save_vq_checkpoint
+from _checkpoint_util import save_vq_checkpoint
 from fairseq.models.wav2vec.wav2vec import Wav2VecConfig
 
 from fairseq_vqw2v.checkpoint import (
     CheckpointError,
     check_model_config,
+    fairseq_envelope,
     load_fairseq_checkpoint,
     load_model,
     parse_layer_list,

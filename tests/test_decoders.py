@@ -12,6 +12,7 @@ import torch
 
 from fairseq.data import Dictionary
 
+from fairseq_vqw2v.checkpoint import fairseq_envelope
 from fairseq_vqw2v.data.manifest import words_to_letters
 from fairseq_vqw2v.decoding import lm_build
 from fairseq_vqw2v.decoding.lexicon import write_lexicon
@@ -227,15 +228,9 @@ def train_fconv_char_lm(tmp_path, steps=150):
         loss.backward()
         optimizer.step()
     path = tmp_path / "checkpoint_best.pt"
-    torch.save({
-        "args": None,
-        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        "model": model.state_dict(),
-        "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "Adam",
-                               "lr_scheduler_state": {"best": None}, "num_updates": steps}],
-        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
-        "last_optimizer_state": None,
-    }, path)
+    torch.save(fairseq_envelope(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                                model.state_dict(), criterion_name="CrossEntropyCriterion",
+                                num_updates=steps), path)
     return str(path), model.eval(), d, loss.item()
 
 

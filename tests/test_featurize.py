@@ -2,7 +2,6 @@
 aggregator output, or BERT on a quantize folder's units), on disk and on the fly; quantize and
 featurize in shards, merged into the single job's bytes."""
 
-import dataclasses
 import shutil
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from _checkpoint_util import save_vq_checkpoint
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
@@ -40,12 +40,7 @@ def save_vq(path, **overrides) -> VqWav2VecModel:
     vq_cfg = arch_config("vq_wav2vec_tiny", conv_feature_layers="[(16, 10, 5), (16, 8, 4), "
                          "(16, 4, 2), (16, 4, 2), (16, 4, 2)]", **overrides)
     vq = VqWav2VecModel(vq_cfg)
-    vq_state = unit_bert_checkpoint(UnitBertConfig(), {}, str(path.parent))  # fairseq's envelope
-    vq_state["cfg"] = {"common": {"seed": 1}, "model": {**dataclasses.asdict(vq_cfg),
-                       "_name": "vq_wav2vec"}, "task": {"_name": "vqw2v_pretraining",
-                       "data": str(path.parent)}, "criterion": None}
-    vq_state["model"] = vq.state_dict()
-    torch.save(vq_state, path)
+    save_vq_checkpoint(path, vq, path.parent)
     return vq
 
 

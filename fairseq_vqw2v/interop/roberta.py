@@ -15,7 +15,7 @@ from typing import Dict
 
 import torch
 
-from ..checkpoint import load_fairseq_checkpoint, model_name
+from ..checkpoint import fairseq_envelope, load_fairseq_checkpoint, model_name
 from ..models.unit_bert import UnitBertConfig, find_dictionary
 
 # roberta name (after the "encoder.sentence_encoder." / "encoder.lm_head." prefix) -> ours
@@ -159,14 +159,4 @@ def unit_bert_checkpoint(model_cfg: UnitBertConfig, weights, data_dir: str) -> d
         },
         "criterion": {"_name": "span_mlm"},
     }
-    return {
-        "args": None,
-        "cfg": cfg,
-        "model": weights,
-        "optimizer_history": [
-            {"criterion_name": "SpanMlmCriterion", "optimizer_name": "none",
-             "lr_scheduler_state": {"best": None}, "num_updates": 0}
-        ],
-        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
-        "last_optimizer_state": None,
-    }
+    return fairseq_envelope(cfg, weights, criterion_name="SpanMlmCriterion")
