@@ -8,6 +8,7 @@ from fairseq.models.wav2vec.wav2vec import Wav2VecConfig, Wav2VecModel
 
 import fairseq_vqw2v  # noqa: F401  registers vq_wav2vec
 from fairseq_vqw2v.interop.wav2vec import convert_state_dict
+from fairseq_vqw2v.modules.conv_encoder import activate_, in_storage_order
 from fairseq_vqw2v.modules.masked_group_norm import MaskedGroupNorm
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecConfig, VqWav2VecModel, arch_config, codebook_shape
 
@@ -155,6 +156,21 @@ def test_encoder_inference_layout_computes_the_training_layout(padded):
     frames = trained.size(-1) if train_lengths is None else train_lengths
     for b, n in enumerate(torch.as_tensor(frames).expand(3).tolist()):
         assert (inferred[b, :, :n] - trained[b, :, :n]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("activation", [torch.nn.GELU(), torch.nn.ReLU()])
+@pytest.mark.parametrize("view", ["time-major", "strided"])
+def test_in_place_activation_of_a_view_is_the_activation(activation, view):
+    """activate_ runs the in-place kernel on the view's memory in storage order (a time-major
+    view as B x T x C) and falls back to the view itself where the memory has gaps; either way
+    the view holds the activation of what it held (to the last bits for GELU: torch's GELU kernels
+    on contiguous and strided memory round differently)."""
+    memory = torch.randn(3, 40, 16)
+    x = memory.transpose(1, 2) if view == "time-major" else memory.transpose(1, 2)[:, :, ::2]
+    expected = activation(x.clone())
+    assert activate_(x, activation) is x
+    torch.testing.assert_close(x, expected, rtol=1e-6, atol=1e-6)
+    assert in_storage_order(x).is_contiguous() == (view == "time-major")
 
 
 def test_group_norm_scale_shift_is_the_norm_on_valid_frames():

@@ -102,12 +102,25 @@ class ConvEncoderBlock(nn.Module):
 
 
 def activate_(x: torch.Tensor, activation: nn.Module) -> torch.Tensor:
-    """``activation(x)``, in place where torch has the in-place form."""
-    if isinstance(activation, nn.GELU):
-        return torch.ops.aten.gelu_(x, approximate=activation.approximate)
-    if isinstance(activation, nn.ReLU):
-        return x.relu_()
+    """``activation(x)``, in place where torch has the in-place form. The in-place kernels run
+    on ``x``'s memory in storage order: on the time-major B x C x T view torch's in-place GELU
+    ran 1.5x (fp32) to 2x (bf16) slower per element than on the same memory as B x T x C."""
+    if isinstance(activation, (nn.GELU, nn.ReLU)):
+        dense = in_storage_order(x)
+        if isinstance(activation, nn.GELU):
+            torch.ops.aten.gelu_(dense, approximate=activation.approximate)
+        else:
+            dense.relu_()
+        return x
     return activation(x)
+
+
+def in_storage_order(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its dimensions permuted into the order of its memory (largest stride first), a
+    contiguous view where ``x`` is a permuted contiguous tensor; otherwise ``x``."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    permuted = x.permute(order)
+    return permuted if permuted.is_contiguous() else x
 
 
 class ConvFeatureEncoder(nn.Module):
