@@ -3,6 +3,7 @@ aggregator output, or BERT on a quantize folder's units), on disk and on the fly
 featurize in shards, merged into the single job's bytes."""
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import soundfile as sf
 import torch
 
 from _checkpoint_util import save_vq_checkpoint
+from fairseq_vqw2v.cli import map_batches
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
@@ -189,6 +191,53 @@ def test_quantize_shards_merge_into_the_single_jobs_bytes(setup, units, tmp_path
     names = ["test.src", "dict.txt"]
     assert file_bytes(tmp_path, names) == file_bytes(units, names)
     assert not list(tmp_path.glob("*shard*"))
+
+
+def test_map_batches_runs_cpu_batches_side_by_side_in_order():
+    """On CPU with two torch threads: two batches at once (both must reach the barrier), each
+    with one-thread ops, results in the batches' order, a batch's error raised to the caller,
+    and the thread count restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        both_running = threading.Barrier(2, timeout=30)
+        ops_threads = []
+
+        def square(x):
+            ops_threads.append(torch.get_num_threads())
+            if x < 2:
+                both_running.wait()
+            return x * x
+
+        assert list(map_batches(square, range(20), "cpu")) == [x * x for x in range(20)]
+        assert set(ops_threads) == {1}
+        assert torch.get_num_threads() == 2
+
+        def bad_file(x):
+            if x == 7:
+                raise ValueError("u7.wav: cannot read audio")
+            return x
+
+        with pytest.raises(ValueError, match="u7.wav"):
+            list(map_batches(bad_file, range(20), "cpu"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_quantize_writes_the_same_units_on_one_thread(setup, units, tmp_path):
+    """Batches side by side (the default on several cores) or one after the other on one
+    thread: the same bytes."""
+    root = setup[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert quantize_main(["--checkpoint", str(root / "vq.pt"), "--manifest-dir", str(root),
+                              "--splits", "test", "--dest", str(tmp_path), *BATCH]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    names = ["test.src", "dict.txt"]
+    assert file_bytes(tmp_path, names) == file_bytes(units, names)
 
 
 @pytest.mark.parametrize("source", ["bert_from_audio", "bert_from_units", "c"])

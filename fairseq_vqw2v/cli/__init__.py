@@ -1,10 +1,17 @@
 """Command-line entry points: thin wrappers over the package."""
 
 import argparse
+import collections
 import ctypes
 import logging
 import sys
-from typing import Callable, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
+
+import torch
+
+Batch = TypeVar("Batch")
+Result = TypeVar("Result")
 
 
 def keep_freed_memory() -> None:
@@ -20,6 +27,34 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
     libc.mallopt(m_trim_threshold, 2**31 - 1)
+
+
+def map_batches(fn: Callable[[Batch], Result], batches: Sequence[Batch], device: str
+                ) -> Iterator[Result]:
+    """``fn(batch)`` for each of ``batches``, in order. On CPU with n > 1 torch threads, n
+    batches run at once, one per thread, each of their ops on one core: an encoder batch's
+    per-utterance steps and small ops leave the other cores of a multi-threaded op idle, and
+    side by side the quantize CLI ran 1.15x (fp32) to 1.25x (bf16) faster on 2 cores, with the
+    same output. Elsewhere (a GPU, one thread) one after the other. ``fn`` enters its own
+    autocast or grad mode: they are per thread."""
+    threads = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or threads == 1:
+        yield from map(fn, batches)
+        return
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(threads)
+    try:
+        pending = collections.deque()
+        for batch in batches:
+            # a few batches ahead: results wait for the consumer in memory
+            if len(pending) == 2 * threads:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, batch))
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+        torch.set_num_threads(threads)
 
 
 def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:

@@ -35,7 +35,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run
+from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
@@ -140,7 +140,7 @@ def featurize(args) -> str:
         what = "vq-wav2vec aggregator output c"
     batches, indices = shard_batches(batches, args.shard, args.num_shards)
     features = _in_precision(features, args)
-    computed = ((batch, features(batch)) for batch in batches)
+    computed = zip(batches, map_batches(features, batches, args.device))
     if args.bert_checkpoint:
         computed = _checking_unknown_units(computed, featurizer, args)
     with split_output(args.dest, args.split, args.shard, args.num_shards, indices,

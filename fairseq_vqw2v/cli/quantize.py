@@ -36,7 +36,7 @@ from collections import Counter
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run
+from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches, shard_batches
 from ..data.manifest import duration_summary
@@ -59,8 +59,8 @@ def pad_to_multiple(source, padding_mask, multiple):
 
 def quantize_split(model, dataset, batches, device, desc, bf16=False):
     """Tokens of each utterance of ``batches`` -> dict index -> list of tokens."""
-    tokens = {}
-    for batch in tqdm(batches, desc=desc, unit="batch"):
+
+    def quantize_batch(batch):
         collated = dataset.collater([dataset[i] for i in batch])
         net_input = collated["net_input"]
         # Half seconds: length-sorted batches then share a few dozen shapes, and oneDNN builds
@@ -71,8 +71,13 @@ def quantize_split(model, dataset, batches, device, desc, bf16=False):
         source, padding_mask = source.to(device), padding_mask.to(device)
         with bf16_autocast(source.device.type, bf16):
             codes = model.encode(source, padding_mask)
-        for i, c in zip(batch, codes):
-            tokens[i] = codes_to_tokens(c)
+        return [codes_to_tokens(c) for c in codes]
+
+    tokens = {}
+    quantized = map_batches(quantize_batch, batches, device)
+    for batch, batch_tokens in zip(batches, tqdm(quantized, total=len(batches), desc=desc,
+                                                 unit="batch")):
+        tokens.update(zip(batch, batch_tokens))
     return tokens
 
 

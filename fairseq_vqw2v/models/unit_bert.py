@@ -6,6 +6,7 @@ fly) both go through :class:`UnitBertFeaturizer`, so they agree exactly.
 """
 
 import os
+import threading
 from dataclasses import dataclass, field, fields
 from typing import List, Optional, Tuple
 
@@ -140,6 +141,10 @@ class UnitBertFeaturizer:
         max_tokens: tokens per forward pass (windows are batched up to this).
     """
 
+    # featurize computes batches in threads (cli.map_batches); one lock for the class, which a
+    # deep copy of a model holding a featurizer leaves alone (a lock cannot be copied)
+    _counting = threading.Lock()
+
     def __init__(self, model: UnitBertModel, dictionary: Dictionary, layer: Optional[int] = None,
                  max_tokens: int = 16384):
         self.model = model.eval()
@@ -162,8 +167,10 @@ class UnitBertFeaturizer:
         counted in ``units_unknown``)."""
         ids = torch.tensor([self.dictionary.index(t) for t in codes_to_tokens(codes)],
                            dtype=torch.long)
-        self.units_seen += len(ids)
-        self.units_unknown += int((ids == self.dictionary.unk()).sum())
+        unknown = int((ids == self.dictionary.unk()).sum())
+        with self._counting:
+            self.units_seen += len(ids)
+            self.units_unknown += unknown
         return ids
 
     @torch.no_grad()
