@@ -42,6 +42,13 @@ from _device import device_name, peak_tflops, timed  # noqa: E402
 from fairseq.logging import metrics  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+if not hasattr(np, "compat"):
+    # numpy 2 (a GPU machine's image, whose scipy needs it) removed np.compat, which fairseq's
+    # TokenBlockDataset names for masked_lm's eos break mode; the reference needs only this alias
+    from types import SimpleNamespace
+
+    np.compat = SimpleNamespace(long=np.int64)
+
 from fairseq_vqw2v.data.unit_files import (  # noqa: E402
     codes_to_tokens,
     write_dictionary,
