@@ -293,8 +293,8 @@ def _check_envelope(path: str, state) -> None:
 def fairseq_envelope(cfg, weights, args=None, criterion_name: str = "", num_updates: int = 0
                      ) -> Dict[str, Any]:
     """A checkpoint as fairseq-train saves it, in plain containers, around ``cfg`` (a dict) and
-    ``weights`` (a state dict): what the converters write and what fairseq's loaders and ours
-    accept."""
+    ``weights`` (a state dict): what the roberta converter writes and what fairseq's loaders and
+    ours accept."""
     return {
         "args": args, "cfg": cfg, "model": weights,
         "optimizer_history": [{"criterion_name": criterion_name, "optimizer_name": "none",

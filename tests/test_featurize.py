@@ -2,6 +2,7 @@
 aggregator output, or BERT on a quantize folder's units), on disk and on the fly; quantize and
 featurize in shards, merged into the single job's bytes."""
 
+import contextlib
 import shutil
 import threading
 
@@ -193,13 +194,22 @@ def test_quantize_shards_merge_into_the_single_jobs_bytes(setup, units, tmp_path
     assert not list(tmp_path.glob("*shard*"))
 
 
+@contextlib.contextmanager
+def torch_threads(n):
+    """torch's thread count set to ``n`` for the block, then restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_map_batches_runs_cpu_batches_side_by_side_in_order():
     """On CPU with two torch threads: two batches at once (both must reach the barrier), each
     with one-thread ops, results in the batches' order, a batch's error raised to the caller,
     and the thread count restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         both_running = threading.Barrier(2, timeout=30)
         ops_threads = []
 
@@ -221,21 +231,15 @@ def test_map_batches_runs_cpu_batches_side_by_side_in_order():
         with pytest.raises(ValueError, match="u7.wav"):
             list(map_batches(bad_file, range(20), "cpu"))
         assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_quantize_writes_the_same_units_on_one_thread(setup, units, tmp_path):
     """Batches side by side (the default on several cores) or one after the other on one
     thread: the same bytes."""
     root = setup[0]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert quantize_main(["--checkpoint", str(root / "vq.pt"), "--manifest-dir", str(root),
                               "--splits", "test", "--dest", str(tmp_path), *BATCH]) == 0
-    finally:
-        torch.set_num_threads(threads)
     names = ["test.src", "dict.txt"]
     assert file_bytes(tmp_path, names) == file_bytes(units, names)
 

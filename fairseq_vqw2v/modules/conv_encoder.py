@@ -105,12 +105,11 @@ def activate_(x: torch.Tensor, activation: nn.Module) -> torch.Tensor:
     """``activation(x)``, in place where torch has the in-place form. The in-place kernels run
     on ``x``'s memory in storage order: on the time-major B x C x T view torch's in-place GELU
     ran 1.5x (fp32) to 2x (bf16) slower per element than on the same memory as B x T x C."""
-    if isinstance(activation, (nn.GELU, nn.ReLU)):
-        dense = in_storage_order(x)
-        if isinstance(activation, nn.GELU):
-            torch.ops.aten.gelu_(dense, approximate=activation.approximate)
-        else:
-            dense.relu_()
+    if isinstance(activation, nn.GELU):
+        torch.ops.aten.gelu_(in_storage_order(x), approximate=activation.approximate)
+        return x
+    if isinstance(activation, nn.ReLU):
+        in_storage_order(x).relu_()
         return x
     return activation(x)
 
