@@ -163,7 +163,6 @@ def main():
             "fairseq": [*common, "--task", "masked_lm", "--arch", "roberta_base",
                         "--criterion", "masked_lm", "--sample-break-mode", "eos",
                         "--mask-prob", "0.5", "--mask-multiple-length", "10",
-                        "--leave-unmasked-prob", "0", "--random-token-prob", "0",
                         *(["--fp16"] if args.fairseq_fp16 else [])],
             "ours": [*common, "--user-dir", str(ROOT / "fairseq_vqw2v"), "--task", "unit_mlm",
                      "--arch", "unit_bert_base", "--criterion", "span_mlm", "--mask-prob", "0.05",

@@ -9,6 +9,7 @@ import torch
 from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_utils
 
 from .batching import KeepLastBatchMixin
+from .dedup import dedup_numpy
 from .span_mask import corrupt, span_mask
 from .unit_files import UnitFileError, read_unit_file
 
@@ -28,6 +29,21 @@ class UnitDataset(FairseqDataset):
     @classmethod
     def from_src(cls, path: str, dictionary: Dictionary) -> "UnitDataset":
         return cls(*read_unit_file(path, dictionary))
+
+    def deduplicated(self) -> "UnitDataset":
+        """The same utterances with consecutive repeats merged (:mod:`.dedup`)."""
+        pieces = [dedup_numpy(self.tokens[s:e]) for s, e in zip(self.offsets[:-1], self.offsets[1:])]
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+        tokens = np.concatenate(pieces) if pieces else self.tokens[:0]
+        return UnitDataset(tokens.astype(self.tokens.dtype), offsets)
+
+    @classmethod
+    def of(cls, dataset) -> "UnitDataset":
+        """Any dataset of 1-D id tensors (e.g. binarized units) as one in-memory UnitDataset."""
+        items = [dataset[i].numpy() for i in range(len(dataset))]
+        offsets = np.concatenate([[0], np.cumsum([len(t) for t in items])]).astype(np.int64)
+        tokens = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+        return cls(tokens, offsets)
 
     def __getitem__(self, index):
         start, end = self.offsets[index], self.offsets[index + 1]

@@ -7,9 +7,11 @@ Stage 2 of the pipeline, on the quantizer's output folder (``dict.txt`` + ``{spl
         --optimizer adam --lr 5e-4 --lr-scheduler polynomial_decay --warmup-updates 10000 \
         --total-num-update 250000 --max-update 250000
 
-Defaults mask as the paper: span starts with probability 0.05, 10 tokens each, mask only
-(``--leave-unmasked-prob 0.1 --random-token-prob 0.1`` for BERT's 80/10/10;
-``--mask-semantics fairseq --mask-prob 0.5`` for masked_lm's rule). Large corpora load faster
+Defaults mask as the paper: span starts with probability 0.05, 10 tokens each, with masked_lm's
+80/10/10 (10 % of masked positions left unchanged, 10 % given a random unit; the paper's BERT was
+trained by masked_lm; ``--leave-unmasked-prob 0 --random-token-prob 0`` masks only);
+``--mask-semantics fairseq --mask-prob 0.5`` gives masked_lm's span rule. ``--dedup-units``
+trains on de-duplicated units (:mod:`fairseq_vqw2v.data.dedup`). Large corpora load faster
 binarized once: ``fairseq-preprocess --only-source --srcdict dict.txt --trainpref train.src ...``
 into the same folder (``{split}.bin/.idx`` are preferred over ``{split}.src``).
 """
@@ -26,7 +28,7 @@ from fairseq.tasks import register_task
 
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
-from ..data.unit_dataset import SpanMaskedUnitDataset, load_units
+from ..data.unit_dataset import SpanMaskedUnitDataset, UnitDataset, load_units
 from ..data.unit_files import add_mask, load_unit_dictionary
 from ..models.unit_bert import UnitBertModel
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run
@@ -63,11 +65,20 @@ class UnitMlmConfig(TrainingTaskConfig):
     mask_stdev: float = field(
         default=0.0, metadata={"help": "stdev of the span length (masked_lm's mask_stdev)"}
     )
+    # masked_lm's defaults (BERT's 80/10/10), the code path that trained the paper's BERT
     leave_unmasked_prob: float = field(
-        default=0.0, metadata={"help": "share of masked positions left unchanged (BERT: 0.1)"}
+        default=0.1, metadata={"help": "share of masked positions left unchanged (masked_lm's "
+                               "default 0.1; 0 with --random-token-prob 0 masks only)"}
     )
     random_token_prob: float = field(
-        default=0.0, metadata={"help": "share of masked positions given a random unit (BERT: 0.1)"}
+        default=0.1, metadata={"help": "share of masked positions given a random unit "
+                               "(masked_lm's default 0.1)"}
+    )
+    dedup_units: bool = field(
+        default=False,
+        metadata={"help": "merge consecutive repeats of a unit into one token before cropping "
+                  "and masking; featurizers of this BERT then de-duplicate its input and expand "
+                  "its features back to 10 ms frames by the durations"},
     )
     seed: int = II("common.seed")
 
@@ -93,6 +104,10 @@ class UnitMlmTask(AutocastTask):
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         units = load_units(self.cfg.data, split, self.dictionary)
+        if self.cfg.dedup_units:
+            frames = int(units.sizes.sum())
+            units = (units if isinstance(units, UnitDataset) else UnitDataset.of(units)).deduplicated()
+            logger.info(f"{split}: de-duplicated {frames} frames into {int(units.sizes.sum())} units")
         # fairseq does not tell a task which split trains; its convention is the name "train*"
         train = split.startswith("train")
         self.datasets[split] = SpanMaskedUnitDataset(
