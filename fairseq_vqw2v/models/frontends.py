@@ -28,6 +28,8 @@ from .unit_bert import UnitBertFeaturizer
 logger = logging.getLogger(__name__)
 
 INPUT_KINDS = ("logmel", "wav2vec", "units", "bert")
+CONTINUOUS_INPUTS = ("wav2vec", "bert")
+"""The inputs that ``--input-norm`` normalises (log-mel normalises itself; units are embedded)."""
 
 
 def file_sha256(path: str) -> str:

@@ -1,8 +1,16 @@
 """``w2l_ctc``: a wav2letter-style convolutional acoustic model with a CTC output layer.
 
 frontend (log-mel | frozen wav2vec ``c`` | unit embeddings | frozen or fine-tuned BERT features,
-see :mod:`.frontends`) -> dropout -> :class:`~fairseq_vqw2v.modules.w2l_conv.W2lConvStack` ->
-linear layer to the label dictionary (the CTC blank is its ``<s>``).
+see :mod:`.frontends`) -> input norm -> dropout ->
+:class:`~fairseq_vqw2v.modules.w2l_conv.W2lConvStack` -> linear layer to the label dictionary
+(the CTC blank is its ``<s>``).
+
+``--input-norm`` normalises the continuous inputs (wav2vec ``c`` and BERT features, cached or
+computed on the fly; :class:`~fairseq_vqw2v.modules.input_norm.InputNorm`): ``utterance`` (the
+default) per utterance and channel over the valid frames, as the log-mel frontend normalises its
+filterbanks; ``frame`` a LayerNorm over the channels of each frame; ``none`` raw. Log-mel (already
+normalised) and unit embeddings (learned) are left alone. Models saved before the option existed
+read their inputs raw and keep doing so.
 
 The paper trained wav2letter acoustic models with the ASG criterion; we train them with CTC.
 """
@@ -17,6 +25,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from omegaconf import II
 
+from ..modules.input_norm import INPUT_NORMS, InputNorm
 from ..modules.w2l_conv import (
     ACTIVATIONS,
     W2L_TIMIT_LAYERS,
@@ -46,6 +55,12 @@ class W2lCtcConfig(FairseqDataclass):
     )
     weight_norm: bool = field(default=False, metadata={"help": "weight-normalise every conv"})
     input_dropout: float = field(default=0.0, metadata={"help": "dropout on the frontend output"})
+    input_norm: ChoiceEnum(INPUT_NORMS) = field(
+        default="utterance",
+        metadata={"help": "--input wav2vec or bert: normalise the features per utterance and "
+                  "channel over the valid frames (utterance), by a LayerNorm per frame with "
+                  "learned gain and bias (frame), or not at all (none)"},
+    )
     unit_embed_dim: int = field(
         default=256, metadata={"help": "--input units: embedding size (split over the G groups)"}
     )
@@ -146,6 +161,8 @@ class W2lCtcModel(BaseFairseqModel):
         super().__init__()
         self.cfg = cfg
         self.frontend = build_frontend(cfg)
+        continuous = cfg.input in frontends.CONTINUOUS_INPUTS
+        self.input_norm = InputNorm(cfg.input_norm if continuous else "none", self.frontend.output_dim)
         self.dropout = nn.Dropout(cfg.input_dropout)
         self.body = W2lConvStack(
             self.frontend.output_dim, cfg.conv_layers, activation=cfg.activation,
@@ -159,12 +176,17 @@ class W2lCtcModel(BaseFairseqModel):
     def build_model(cls, cfg: W2lCtcConfig, task):
         return cls(cfg, len(task.target_dictionary))
 
+    def features(self, source: torch.Tensor, source_lengths: torch.Tensor):
+        """What the conv stack reads: (B x T x C normalised frontend output, B valid frames)."""
+        x, lengths = self.frontend(source, source_lengths)
+        x = self.input_norm(x, lengths)
+        # log-mel features are fp32; the weights are fp16 in fairseq's --fp16
+        return x.to(self.output.weight.dtype), lengths
+
     def forward(self, source: torch.Tensor, source_lengths: torch.Tensor):
         """-> dict ``logits`` (B x T' x V), ``lengths`` (B valid frames), ``padding_mask``
         (B x T', True on padding)."""
-        x, lengths = self.frontend(source, source_lengths)
-        # log-mel features are fp32; the weights are fp16 in fairseq's --fp16
-        x = x.to(self.output.weight.dtype)
+        x, lengths = self.features(source, source_lengths)
         x, lengths = self.body(self.dropout(x), lengths)
         logits = self.output(x)
         padding_mask = torch.arange(logits.size(1), device=logits.device)[None, :] >= lengths[:, None]

@@ -179,6 +179,8 @@ class AsrTask(AutocastTask):
                 # upstream paths given now replace the recorded ones (hashes are still checked)
                 cfg.upstream = self.cfg.upstream or cfg.upstream
                 cfg.bert = self.cfg.bert or cfg.bert
+                if "input_norm" not in cfg:  # saved before --input-norm: inputs were read raw
+                    cfg.input_norm = "none"
             else:
                 self.record_inputs(cfg)
         model = super().build_model(cfg, from_checkpoint)
