@@ -81,7 +81,7 @@ def test_featurize_writes_fp16_memmap_aligned_with_manifest(setup, capsys):
     assert np.diff(offsets).tolist() == frames
 
     # the same as computing them on the fly, utterance by utterance (no padding effects)
-    featurizer = UnitBertFeaturizer(*load_unit_bert(str(root / "bert" / "bert.pt")), layer=1)
+    featurizer = UnitBertFeaturizer(*load_unit_bert(str(root / "bert" / "bert.pt")), layers="1")
     for i, n in enumerate(lengths):
         audio, _ = sf.read(root / f"u{i}.wav", dtype="float32")
         (expected,) = featurizer.from_audio(vq, torch.from_numpy(audio)[None])
@@ -244,7 +244,7 @@ def test_quantize_writes_the_same_units_on_one_thread(setup, units, tmp_path):
     assert file_bytes(tmp_path, names) == file_bytes(units, names)
 
 
-@pytest.mark.parametrize("source", ["bert_from_audio", "bert_from_units", "c"])
+@pytest.mark.parametrize("source", ["bert_from_audio", "bert_from_units", "c", "bert_layers"])
 def test_featurize_shards_merge_into_the_single_jobs_bytes(setup, units, source, tmp_path):
     root = setup[0]
     bert = ["--bert-checkpoint", str(root / "bert" / "bert.pt")]
@@ -252,14 +252,29 @@ def test_featurize_shards_merge_into_the_single_jobs_bytes(setup, units, source,
         "bert_from_audio": ["--vq-checkpoint", str(root / "vq.pt"), *bert],
         "bert_from_units": ["--units-dir", str(units), *bert],
         "c": ["--vq-checkpoint", str(root / "vq.pt")],
+        "bert_layers": ["--units-dir", str(units), *bert, "--layers", "2,0"],
     }[source] + ["--manifest-dir", str(root), "--split", "test"]
     assert featurize_main([*args, "--dest", str(tmp_path / "single"), *BATCH]) == 0
     run_shards(featurize_main, args, tmp_path / "sharded")
     assert featurize_main(["--merge", "--split", "test", "--dest", str(tmp_path / "sharded"),
                            *NUM_SHARDS]) == 0
-    names = ["test.feats.npy", "test.lengths"]
+    names = ["test.feats.npy", "test.lengths"] + (["test.layers"] if source == "bert_layers" else [])
     assert file_bytes(tmp_path / "sharded", names) == file_bytes(tmp_path / "single", names)
-    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == sorted(names)
+    if source == "bert_layers":  # K x C frames, the layers in the order asked for
+        assert feature_index(str(tmp_path / "single"), "test")[0].shape[1:] == (2, 16)
+        assert (tmp_path / "single" / "test.layers").read_text() == "2 0\n"
+
+
+def test_layer_lists_are_checked():
+    from fairseq_vqw2v.models.unit_bert import bert_layer_indices
+
+    assert bert_layer_indices("last", 12) == [12]
+    assert bert_layer_indices("all", 2) == [0, 1, 2]
+    assert bert_layer_indices("3,0", 12) == [3, 0]
+    for bad in ("13", "1,1", "-1", "first"):
+        with pytest.raises(ValueError, match=f"BERT layers '{bad}'"):
+            bert_layer_indices(bad, 12)
 
 
 def test_merge_names_a_missing_shard_and_a_rerun_reproduces_it(setup, tmp_path, capsys):
