@@ -17,10 +17,11 @@ from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
+from fairseq_vqw2v.data.dedup import dedup, expand
 from fairseq_vqw2v.data.batching import length_batches, shard_batches
 from fairseq_vqw2v.data.shards import manifest_order
 from fairseq_vqw2v.data.feature_files import feature_index
-from fairseq_vqw2v.data.unit_files import codes_to_tokens
+from fairseq_vqw2v.data.unit_files import codes_to_tokens, read_unit_codes
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import (
     UnitBertConfig,
@@ -142,6 +143,70 @@ def test_long_utterances_are_encoded_in_framed_windows(setup):
     with torch.no_grad():
         expected = model.extract_features(window[None])[0, 1:-1]
     torch.testing.assert_close(out[22:44], expected)
+
+
+@pytest.fixture(scope="module")
+def dedup_bert(setup):
+    """The test BERT saved as ``unit_mlm --dedup-units`` records it (its task config)."""
+    root = setup[0]
+    model, _ = load_unit_bert(str(root / "bert" / "bert.pt"))
+    checkpoint = unit_bert_checkpoint(model.cfg, model.state_dict(), str(root / "bert"))
+    checkpoint["cfg"]["task"]["dedup_units"] = True
+    path = root / "bert" / "bert_dedup.pt"
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+def repeats_and_changes(ids):
+    """(frames equal to the one before, frames that differ from it) of T ids."""
+    same = (ids[1:] == ids[:-1]).nonzero().flatten() + 1
+    changed = (ids[1:] != ids[:-1]).nonzero().flatten() + 1
+    return same, changed
+
+
+@pytest.mark.parametrize("layers", ["last", "all"])
+def test_a_bert_trained_on_deduplicated_units_reads_them_so(setup, dedup_bert, layers):
+    """One feature vector per unit frame, the same over each run of equal units: BERT's output
+    for the de-duplicated sequence (60 frames in 24 runs: two windows of 22), expanded by the
+    durations; the unknown-unit counter counts frames."""
+    root = setup[0]
+    featurizer = UnitBertFeaturizer.from_checkpoint(dedup_bert, layers)
+    plain = UnitBertFeaturizer.from_checkpoint(str(root / "bert" / "bert.pt"), layers)
+    assert featurizer.dedup_units and not plain.dedup_units
+    i = torch.arange(24)
+    runs = torch.stack([i % VQ_VARS, (i * 5 // VQ_VARS) % VQ_VARS], dim=1)  # neighbours differ
+    codes = runs.repeat_interleave(torch.tensor([1, 2, 3, 4] * 6), dim=0)
+    ids = featurizer.token_ids(codes)
+    assert featurizer.units_seen == len(ids) == 60
+    (out,) = featurizer([ids])
+    assert out.shape == (60, *featurizer.frame_shape)
+    same, changed = repeats_and_changes(ids)
+    assert torch.equal(out[same], out[same - 1])
+    assert not torch.isclose(out[changed], out[changed - 1]).all(dim=-1).any()
+    units, durations = dedup(ids)
+    assert len(units) == 24
+    torch.testing.assert_close(out, expand(plain([units])[0], durations))
+    # without the flag, every frame is a token with its own position
+    (frames,) = plain([ids])
+    assert not torch.equal(frames[same], frames[same - 1])
+
+
+def test_featurize_expands_a_dedup_berts_features_to_every_unit_frame(setup, units, dedup_bert,
+                                                                      tmp_path):
+    root = setup[0]
+    assert featurize_main(["--units-dir", str(units), "--bert-checkpoint", dedup_bert,
+                           "--manifest-dir", str(root), "--split", "test",
+                           "--dest", str(tmp_path)]) == 0
+    feats, offsets = feature_index(str(tmp_path), "test")
+    codes = read_unit_codes(str(units / "test.src"))
+    assert np.diff(offsets).tolist() == [len(c) for c in codes]
+    repeated = 0
+    for i, c in enumerate(codes):
+        same, _ = repeats_and_changes(c[:, 0] * VQ_VARS + c[:, 1])
+        rows = np.asarray(feats[offsets[i]:offsets[i + 1]])
+        np.testing.assert_array_equal(rows[same.numpy()], rows[same.numpy() - 1])
+        repeated += len(same)
+    assert repeated > 0
 
 
 def test_unit_bert_loader_rejects_other_models(setup):

@@ -160,7 +160,9 @@ class UnitFrontend(Frontend):
     """Discrete units -> a learned embedding per group, concatenated: B x T' x (G * dim / G).
 
     The source is audio (quantized by the frozen upstream) or, from a ``.src`` folder, codes
-    (B x T x G long) already.
+    (B x T x G long) already. Units are embedded frame by frame: de-duplicating them and expanding
+    the embeddings back by the durations would give the same frames, so there is no de-duplicated
+    variant of this frontend.
     """
 
     def __init__(self, num_vars: int, groups: int, embed_dim: int,
@@ -187,8 +189,9 @@ class BertFrontend(Frontend):
     """Units -> ``unit_bert`` features (B x T' x C, or B x T' x K x C for K layers): frozen, or
     fine-tuned end to end.
 
-    The source is audio (quantized by the frozen vq_wav2vec) or codes from a ``.src`` folder.
-    Fine-tuning: BERT's parameters are trainable, but while ``num_updates < freeze_updates`` it
+    The source is audio (quantized by the frozen vq_wav2vec) or codes from a ``.src`` folder. A
+    BERT trained on de-duplicated units gets them so, its features expanded back to one per unit
+    frame (:class:`~fairseq_vqw2v.models.unit_bert.UnitBertFeaturizer`). Fine-tuning: BERT's parameters are trainable, but while ``num_updates < freeze_updates`` it
     runs without gradients (the optimizer skips parameters without a gradient).
     """
 

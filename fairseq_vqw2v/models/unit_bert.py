@@ -17,6 +17,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
 from ..checkpoint import check_model_config, load_fairseq_checkpoint
+from ..data.dedup import dedup, expand
 from ..data.unit_files import add_mask, codes_to_tokens, load_unit_dictionary
 from ..modules.transformer import MaskedLMHead, TransformerEncoder, init_bert_params
 from ..precision import compile_in_place
@@ -137,6 +138,12 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     """Loads a ``unit_bert`` checkpoint (trained by ``unit_mlm`` or converted from roberta) with
     its dictionary: ``dict.txt`` beside the checkpoint, else in the task's data folder; ``<mask>``
     is appended as the task does. Returns the model in eval mode on CPU."""
+    model, dictionary, _ = _load_unit_bert(path)
+    return model, dictionary
+
+
+def _load_unit_bert(path: str):
+    """:func:`load_unit_bert` and the checkpoint's task config."""
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
     check_model_config(cfg["model"], (UnitBertModel,), path, hint="convert roberta checkpoints "
@@ -148,7 +155,7 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     add_mask(dictionary)
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)
-    return model.eval(), dictionary
+    return model.eval(), dictionary, cfg.get("task") or {}
 
 
 class UnitBertFeaturizer:
@@ -160,11 +167,17 @@ class UnitBertFeaturizer:
     concatenated: frames near a window edge see less context than in one long pass, which the
     model could not do anyway (learned positions stop at ``max_positions``).
 
+    A BERT trained on de-duplicated units (``unit_mlm --dedup-units``, recorded in its checkpoint's
+    task config and read by :meth:`from_checkpoint`) reads each utterance with consecutive repeats
+    merged (:mod:`fairseq_vqw2v.data.dedup`; windows cut the merged sequence), and its features
+    are expanded back by the durations: T frames of units always give T feature frames.
+
     Args:
         model, dictionary: from :func:`load_unit_bert`.
         layers: the hidden states taken (:func:`bert_layer_indices`); default ``last``, what the
             paper's acoustic models use.
         max_tokens: tokens per forward pass (windows are batched up to this).
+        dedup_units: the model was trained on de-duplicated units.
     """
 
     # featurize computes batches in threads (cli.map_batches); one lock for the class, which a
@@ -172,8 +185,9 @@ class UnitBertFeaturizer:
     _counting = threading.Lock()
 
     def __init__(self, model: UnitBertModel, dictionary: Dictionary, layers: str = "last",
-                 max_tokens: int = 16384):
+                 max_tokens: int = 16384, dedup_units: bool = False):
         self.model = model.eval()
+        self.dedup_units = dedup_units
         self.dictionary = dictionary
         self.layers = bert_layer_indices(layers, len(model.encoder.layers))
         self.max_tokens = max_tokens
@@ -187,8 +201,9 @@ class UnitBertFeaturizer:
 
     @classmethod
     def from_checkpoint(cls, path: str, layers: str = "last", device: str = "cpu"):
-        model, dictionary = load_unit_bert(path)
-        return cls(model.to(device), dictionary, layers)
+        model, dictionary, task_cfg = _load_unit_bert(path)
+        return cls(model.to(device), dictionary, layers,
+                   dedup_units=bool(task_cfg.get("dedup_units", False)))
 
     def token_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """T x G codes (as ``extract_features()['idx']``) -> T dictionary ids (unseen -> unk,
@@ -209,6 +224,13 @@ class UnitBertFeaturizer:
 
     def features(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
         """:meth:`__call__` with autograd left as the caller set it (for fine-tuning BERT)."""
+        if self.dedup_units:
+            runs = [dedup(ids) for ids in utterances]  # (T'_b ids, T'_b durations)
+            feats = self._features([ids for ids, _ in runs])
+            return [expand(f, durations) for f, (_, durations) in zip(feats, runs)]
+        return self._features(utterances)
+
+    def _features(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
         device = next(self.model.parameters()).device
         bos, eos, pad = self.dictionary.bos(), self.dictionary.eos(), self.dictionary.pad()
         windows = []  # (utterance, tokens of the framed window)
