@@ -197,10 +197,13 @@ def test_tables_from_scored_generate_outputs(tmp_path):
         "phones": {"units": {"pnmi": 0.31, "phone_purity": 0.42}, "logmel_kmeans": {"pnmi": 0.25}}}))
     log = out / "am.log"
     log.write_text("".join(f'x | INFO | train_inner | {{"loss": "{5 - u}", "num_updates": "{u}"}}\n'
+                           f'x | INFO | valid | {{"valid_ler": "{50 - u}", "valid_num_updates": "{u}"}}\n'
                            for u in (1, 2, 3)))
     path, results = write_tables(str(out), {"preset": "test"}, {"folder": "corpus"},
-                                 {"pretrain/gumbel": 12.0, "am/ltr/logmel": 30.0}, {"am/ltr/logmel": str(log)})
+                                 {"pretrain/gumbel": 12.0, "am/ltr/logmel": 30.0}, {"am/ltr/logmel": str(log)},
+                                 am_updates=3)
     text = open(path).read()
+    assert "same budget (3 updates" in text and "One training chain" in text
     rates = collect(str(out / "decode" / "ltr"), "ltr")
     viterbi = rates["logmel"]["viterbi"]["test"]
     assert (viterbi.uer, viterbi.wer) == (100 / 12, 50.0)  # one letter of 12, one word of 2
@@ -215,7 +218,7 @@ def test_tables_from_scored_generate_outputs(tmp_path):
     assert wav2vec == "| wav2vec (continuous) | - (12.90) | - (14.70) |"
     assert "| gumbel | 212 | 102400 | 19.5 | 1664 | 0.31 | 0.42 | 0.25 |" in text
     assert "| **total** | 42 |" in text
-    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
+    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     assert results["gumbel_bert"]["kenlm"]["test"].wer == 50.0
 
@@ -258,7 +261,7 @@ def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
         row = next(line for line in table1.splitlines() if line.startswith(f"| {ROW_NAMES[system]} |"))
         assert "-" not in row.split(" | ")[1].split(" (")[0], row  # every row scored
     assert re.search(r"char ConvLM \| - \| - \| \d+\.\d\d / \d+\.\d\d", table1)
-    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
+    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("reproduce done in") and "44 stages run, 0 skipped" in summary

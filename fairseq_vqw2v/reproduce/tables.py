@@ -381,15 +381,23 @@ def _results(out: str, labels: str, chain: str = "") -> Dict:
 
 
 def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
-                 log_paths: Dict[str, str], chains: Sequence[str] = ("",)) -> Tuple[str, Dict]:
+                 log_paths: Dict[str, str], chains: Sequence[str] = ("",),
+                 am_updates: Optional[int] = None) -> Tuple[str, Dict]:
     """Writes ``out/tables.md`` and the plots; returns the path and the first chain's letter
-    results. ``chains``: the seeds' chain folders (``""`` is the first seed's, ``OUT`` itself)."""
+    results. ``chains``: the seeds' chain folders (``""`` is the first seed's, ``OUT`` itself);
+    ``am_updates``: every acoustic model's training budget."""
     letters, phones = _results(out, "ltr"), _results(out, "phn")
     usage = read_usage(out)
     lines = ["# vq-wav2vec reproduction", "",
              "Each cell: this run (the paper's number). The paper trained on LibriSpeech 960 h and "
-             "evaluated on WSJ (letters) and TIMIT (phones); this run's corpus is below.", ""]
-    if len(chains) > 1:
+             "evaluated on WSJ (letters) and TIMIT (phones); this run's corpus is below.", "",
+             f"Every acoustic model trains to the same budget ({am_updates} updates, the same "
+             "flags) and keeps its best checkpoint on valid (`valid_curves.png`).", ""]
+    if len(chains) == 1:
+        lines += ["One training chain (one seed): a difference between two rows smaller than the "
+                  "seed-to-seed spread (`--seeds 3` measures it; docs/reproducing.md gives the "
+                  "embedded demo's) is no difference.", ""]
+    else:
         lines += [f"## Seed spread: {len(chains)} chains (pretraining, units, BERT, features, "
                   "acoustic model), error rate mean ± standard deviation", "",
                   "The tables after this one are the first seed's chain.", ""]
