@@ -72,8 +72,6 @@ class Preset:
     am_arch: Dict[str, str]
     am_updates: int
     am_flags: List[str]
-    am_continuous_flags: List[str]
-    """Acoustic-model flags for the continuous learned inputs (wav2vec's c, BERT features)."""
     am_validations: int
     """Validations per acoustic-model training: the points of the valid-error curves."""
     featurize_flags: List[str]
@@ -132,9 +130,10 @@ EMBEDDED = Preset(
         "--max-tokens", "12000", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "cosine",
         "--warmup-updates", "50", "--warmup-init-lr", "1e-7", "--min-lr", "1e-5",
     ],
-    am_continuous_flags=[],
     am_validations=8,
-    featurize_flags=[],
+    # every BERT layer (the embeddings' output included), weighted by the acoustic model: on
+    # the demo's units the final layer alone lost to the units (README, "Findings")
+    featurize_flags=["--layers", "all"],
     beam=50,
     lm_weights="0.5,1,2,3",
     word_scores="-1,0,1",
@@ -182,9 +181,8 @@ PAPER = Preset(
         "--max-tokens", "20000", "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "cosine",
         "--warmup-updates", "1000", "--warmup-init-lr", "1e-7", "--min-lr", "1e-6",
     ],
-    am_continuous_flags=[],
     am_validations=20,
-    featurize_flags=[],
+    featurize_flags=[],  # the paper read BERT's final layer
     beam=50,
     lm_weights="0,0.5,1,1.5,2,3,4",
     word_scores="-2,-1,0,1",
@@ -377,8 +375,6 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                 f"am/{labels}/{system}", layout, preset, corpus, preset.am_updates,
                 ["--task", "vqw2v_asr", "--labels", labels, "--input", kinds.get(system, "bert"),
                  *flags, "--arch", preset.am_arch[labels], "--criterion", "ctc_asr",
-                 *(preset.am_continuous_flags if system != "logmel" and kinds.get(system) != "units"
-                   else []),
                  *preset.am_flags, "--best-checkpoint-metric", metric,
                  *_validation(preset.am_updates, preset.am_validations)],
                 inputs=corpus_inputs + inputs,
