@@ -10,6 +10,7 @@ from _asr_util import corpus_with_upstreams
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.data.feature_files import feature_index
 from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.models.frontends import FrontendSpec
 from fairseq_vqw2v.models.w2l_ctc import W2lCtcConfig, W2lCtcModel
 from fairseq_vqw2v.modules.input_norm import InputNorm
 from fairseq_vqw2v.modules.layer_weights import WeightedLayerSum
@@ -153,3 +154,36 @@ def test_features_of_other_layers_than_the_models_are_refused(corpus):
                        r"but the acoustic model was trained on 2 layers \(0,1\) of 32 channels"):
         task.load_dataset("valid")
     assert np.asarray(feature_index(last, "valid")[0]).ndim == 2
+
+
+def test_the_task_resolves_what_the_model_reads_once_and_the_model_reads_it_back(corpus):
+    root, vq, bert = corpus
+    features = featurized(root, vq, "--bert-checkpoint", bert, "--layers", "all")
+    task, model = model_task(root / "data", "bert", vq, bert, features=features)
+    spec = FrontendSpec.of_model(model.cfg)
+    assert spec == task.frontend_spec == FrontendSpec(
+        input="bert", source="features", upstream=vq, bert=bert, feature_dim=32,
+        feature_layers=(0, 1))
+    task, model = model_task(root / "data", "bert", vq, bert)
+    assert FrontendSpec.of_model(model.cfg) == FrontendSpec.resolve(
+        "bert", vq, bert, features=None, units_dir=None, split="valid")
+    assert len(task.frontend_spec.upstream_sha256) == len(task.frontend_spec.bert_sha256) == 64
+    with pytest.raises(ValueError, match="--input bert needs --bert PATH"):
+        FrontendSpec.resolve("bert", vq, None, features=None, units_dir=None, split="valid")
+
+
+def test_a_model_saved_before_the_new_options_is_rebuilt_as_it_was_trained(corpus):
+    """Decoding an acoustic model whose config lacks --input-norm, --bert-layers and the feature
+    layers: raw inputs, the layer it recorded (--bert-layer), one layer per cached frame."""
+    root, vq, bert = corpus
+    _, model = model_task(root / "data", "bert", vq, bert)
+    saved = OmegaConf.to_container(model.cfg)
+    for new in ("input_norm", "bert_layers", "feature_layers"):
+        del saved[new]
+    saved["bert_layer"] = 0
+    saved["_name"] = "w2l_ctc_tiny"  # as fairseq-train saves it: the arch, whose defaults are not merged
+    task = AsrTask.setup_task(AsrConfig(data=str(root / "data"), input="bert"))
+    old = task.build_model(OmegaConf.create(saved), from_checkpoint=True)
+    assert old.input_norm.kind == "none" and old.layer_weights is None
+    assert old.frontend.featurizer.layers == [0]
+    assert task.frontend_spec == FrontendSpec.of_model(model.cfg)

@@ -51,6 +51,7 @@ from ..data.batching import length_batches, shard_batches
 from ..data.feature_files import merge_feature_shards, write_features
 from ..data.manifest import read_manifest
 from ..data.shards import output_folder, split_output
+from ..models.frontends import wav2vec_c, wav2vec_dim
 from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
 from ..precision import bf16_autocast
@@ -81,13 +82,12 @@ class AggregatorFeaturizer:
     """The vq-wav2vec aggregator output ``c`` per utterance (continuous or quantizing model)."""
 
     def __init__(self, vq_model):
-        self.frame_shape = (vq_model.feature_aggregator.conv_layers[-1].conv.out_channels,)
+        self.frame_shape = (wav2vec_dim(vq_model),)
 
     @torch.no_grad()
     def from_audio(self, vq_model, source, padding_mask):
-        c = vq_model.extract_features(source, padding_mask)["c"].transpose(1, 2)
-        frames = vq_model.output_lengths((~padding_mask).long().sum(1)).tolist()
-        return [c[b, :n] for b, n in enumerate(frames)]
+        c, frames = wav2vec_c(vq_model, source, padding_mask)
+        return [c[b, :n] for b, n in enumerate(frames.tolist())]
 
 
 def _audio_batches(args, vq_model, task_cfg, featurizer):

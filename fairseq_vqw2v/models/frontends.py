@@ -14,6 +14,12 @@
 
 Every frontend has ``output_dim`` (C) and ``output_layers`` (K, 1 for B x T' x C).
 
+What the model reads is decided here, once: the task resolves ``--input`` and its data flags
+into a :class:`FrontendSpec` (:meth:`FrontendSpec.resolve`: where the frames come from, the
+upstream checkpoints and their SHA-256, the shape of cached features or units), records it in the
+model's config, and the model builds its frontend from the spec read back
+(:meth:`FrontendSpec.of_model`, :func:`build_frontend`), also from a checkpoint.
+
 Frozen upstream models run in eval mode under ``torch.inference_mode()``; their weights stay out
 of the acoustic model's checkpoint (:class:`FrozenUpstreams`), which records the checkpoint files'
 paths and SHA-256 instead.
@@ -21,14 +27,19 @@ paths and SHA-256 instead.
 
 import hashlib
 import logging
+import os
+from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from ..data.feature_files import feature_index, feature_layers
+from ..data.unit_files import dictionary_codebook
 from ..modules.logmel import LogMelFilterbank
 from ..modules.masked_group_norm import frame_mask
 from .unit_bert import UnitBertFeaturizer
+from .vq_wav2vec import codebook_shape, load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +55,118 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checked_sha256(path: Optional[str], recorded: Optional[str], flag: str, needed_by: str) -> str:
+    """The SHA-256 of the checkpoint ``path`` that ``--input needed_by`` needs, after checking
+    it is given, readable and, when the model recorded one, the same file."""
+    if not path:
+        raise ValueError(f"--input {needed_by} needs {flag} PATH")
+    try:
+        digest = file_sha256(path)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot read the checkpoint: {e}") from e
+    if recorded and digest != recorded:
+        raise ValueError(
+            f"{flag} {path}: this file (sha256 {digest[:12]}...) is not the checkpoint the acoustic "
+            f"model was trained on (sha256 {recorded[:12]}...); pass that checkpoint with {flag}"
+        )
+    return digest
+
+
+def input_source(input: str, features: Optional[str], units_dir: Optional[str]) -> str:
+    """What the datasets feed the model for ``--input``: ``audio``, cached ``features`` (bert,
+    wav2vec with ``--features``) or ``units`` (units, bert with ``--units-dir``)."""
+    if input in ("bert", "wav2vec") and features:
+        return "features"
+    if input in ("units", "bert") and units_dir:
+        return "units"
+    return "audio"
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    """What the acoustic model reads, resolved once.
+
+    Attributes:
+        input: the ``--input`` kind (:data:`INPUT_KINDS`).
+        source: what the datasets feed, :func:`input_source`.
+        upstream, upstream_sha256: the vq_wav2vec checkpoint, when the model computes from audio
+            anything but log-mel.
+        bert, bert_sha256: the unit_bert checkpoint, for ``--input bert`` not read from features.
+        feature_dim, feature_layers: cached features: channels C, and the layer indices of
+            K-layer BERT features (None: one layer).
+        unit_vars, unit_groups: the codebook of a units folder.
+    """
+
+    input: str
+    source: str = "audio"
+    upstream: Optional[str] = None
+    upstream_sha256: Optional[str] = None
+    bert: Optional[str] = None
+    bert_sha256: Optional[str] = None
+    feature_dim: int = 0
+    feature_layers: Optional[Tuple[int, ...]] = None
+    unit_vars: int = 0
+    unit_groups: int = 0
+
+    def __post_init__(self):
+        if self.input not in INPUT_KINDS:
+            raise ValueError(f"--input must be one of {INPUT_KINDS}, got {self.input!r}")
+
+    @property
+    def needs_upstream(self) -> bool:
+        return self.source == "audio" and self.input != "logmel"
+
+    @property
+    def needs_bert(self) -> bool:
+        return self.input == "bert" and self.source != "features"
+
+    @property
+    def continuous(self) -> bool:
+        """Whether ``--input-norm`` applies."""
+        return self.input in CONTINUOUS_INPUTS
+
+    @classmethod
+    def resolve(cls, input: str, upstream: Optional[str], bert: Optional[str],
+                features: Optional[str], units_dir: Optional[str], split: str) -> "FrontendSpec":
+        """The spec of a training run: the task's flags, the shape of its cached features (of
+        ``split``) or units folder, and the SHA-256 of the upstream checkpoints it needs."""
+        spec = cls(input=input, source=input_source(input, features, units_dir),
+                   upstream=upstream, bert=bert)
+        if spec.source == "features":
+            layers = feature_layers(features, split)
+            spec = replace(spec, feature_dim=int(feature_index(features, split)[0].shape[-1]),
+                           feature_layers=tuple(layers) if layers else None)
+        if spec.source == "units":
+            vars_, groups = dictionary_codebook(os.path.join(units_dir, "dict.txt"))
+            spec = replace(spec, unit_vars=vars_, unit_groups=groups)
+        if spec.needs_upstream:
+            spec = replace(spec, upstream_sha256=checked_sha256(upstream, None, "--upstream", input))
+        if spec.needs_bert:
+            spec = replace(spec, bert_sha256=checked_sha256(bert, None, "--bert", input))
+        return spec
+
+    def record(self, model_cfg) -> None:
+        """Writes the spec into a ``w2l_ctc`` config, saved with the model."""
+        model_cfg.source_kind = self.source
+        model_cfg.source_dim = self.feature_dim
+        model_cfg.feature_layers = ",".join(map(str, self.feature_layers or ()))
+        model_cfg.unit_vars, model_cfg.unit_groups = self.unit_vars, self.unit_groups
+        model_cfg.upstream_sha256, model_cfg.bert_sha256 = self.upstream_sha256, self.bert_sha256
+
+    @classmethod
+    def of_model(cls, model_cfg) -> "FrontendSpec":
+        """The spec recorded in a ``w2l_ctc`` config."""
+        layers = model_cfg.feature_layers
+        return cls(
+            input=model_cfg.input, source=model_cfg.source_kind,
+            upstream=model_cfg.upstream, upstream_sha256=model_cfg.upstream_sha256,
+            bert=model_cfg.bert, bert_sha256=model_cfg.bert_sha256,
+            feature_dim=model_cfg.source_dim,
+            feature_layers=tuple(int(i) for i in layers.split(",")) if layers else None,
+            unit_vars=model_cfg.unit_vars, unit_groups=model_cfg.unit_groups,
+        )
 
 
 class FrozenUpstreams(nn.Module):
@@ -128,22 +251,33 @@ class LogMelFrontend(Frontend):
         return self.fbank(source, lengths)
 
 
+def wav2vec_dim(vq) -> int:
+    """Channels C of a vq_wav2vec's aggregator output ``c``."""
+    return vq.feature_aggregator.conv_layers[-1].conv.out_channels
+
+
+def wav2vec_c(vq, source: torch.Tensor, padding_mask: torch.Tensor
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """B x T audio (B x T padding mask, True = pad) -> (B x T' x C aggregator output ``c``, B
+    valid frames): wav2vec features, for ``--input wav2vec`` and for featurize alike."""
+    c = vq.extract_features(source, padding_mask)["c"]  # B x C x T'
+    return c.transpose(1, 2), vq.output_lengths((~padding_mask).long().sum(1))
+
+
 class Wav2vecFrontend(Frontend):
     """B x T audio -> B x T' x C aggregator output ``c`` of a frozen vq_wav2vec model."""
 
     def __init__(self, upstreams: FrozenUpstreams):
         super().__init__()
         self.upstreams = upstreams
-        self.output_dim = upstreams.vq.feature_aggregator.conv_layers[-1].conv.out_channels
+        self.output_dim = wav2vec_dim(upstreams.vq)
 
     def forward(self, source, lengths):
         return self._c(source, lengths)
 
     @_frozen
     def _c(self, source, lengths):
-        vq = self.upstreams.vq
-        c = vq.extract_features(*_vq_input(self.upstreams, source, lengths))["c"]
-        return c.transpose(1, 2), vq.output_lengths(lengths)
+        return wav2vec_c(self.upstreams.vq, *_vq_input(self.upstreams, source, lengths))
 
 
 def _encode_units(upstreams: FrozenUpstreams, source, lengths
@@ -246,3 +380,33 @@ class PrecomputedFrontend(Frontend):
 
     def forward(self, source, lengths):
         return source, lengths
+
+
+def build_frontend(spec: FrontendSpec, unit_embed_dim: int, bert_layers: str = "last",
+                   finetune_bert: bool = False, freeze_bert_updates: int = 0) -> Frontend:
+    """The frontend of ``spec``, its upstream checkpoints loaded (and their SHA-256 checked
+    against the recorded ones). ``unit_embed_dim``: ``--input units``; the rest: ``--input bert``
+    (see :class:`BertFrontend`)."""
+    if spec.source == "features":
+        return PrecomputedFrontend(spec.feature_dim,
+                                   len(spec.feature_layers) if spec.feature_layers else 1)
+    if spec.input == "logmel":
+        return LogMelFrontend()
+    upstreams = FrozenUpstreams()
+    if spec.needs_upstream:
+        checked_sha256(spec.upstream, spec.upstream_sha256, "--upstream", spec.input)
+        vq, vq_task = load_vq_wav2vec(spec.upstream)
+        upstreams.normalize_audio = bool(vq_task.get("normalize", False))
+        upstreams.add("vq", vq)
+    if spec.input == "wav2vec":
+        return Wav2vecFrontend(upstreams)
+    if spec.input == "units":
+        if spec.source == "audio":
+            num_vars, groups = codebook_shape(upstreams.vq)
+        else:
+            num_vars, groups = spec.unit_vars, spec.unit_groups
+        return UnitFrontend(num_vars, groups, unit_embed_dim, upstreams)
+    checked_sha256(spec.bert, spec.bert_sha256, "--bert", spec.input)
+    featurizer = UnitBertFeaturizer.from_checkpoint(spec.bert, bert_layers)
+    return BertFrontend(featurizer, upstreams, finetune=finetune_bert,
+                        freeze_updates=freeze_bert_updates)

@@ -22,7 +22,7 @@ The paper trained wav2letter acoustic models with the ASG criterion; we train th
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import torch
@@ -43,12 +43,8 @@ from ..modules.w2l_conv import (
 from ..precision import compile_in_place
 from . import frontends
 from ._arch import set_arch_defaults
-from .unit_bert import UnitBertFeaturizer
-from .vq_wav2vec import codebook_shape, load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
-
-SOURCE_KINDS = ("audio", "features", "units")
 
 
 @dataclass
@@ -90,7 +86,8 @@ class W2lCtcConfig(FairseqDataclass):
         default=0,
         metadata={"help": "with --finetune-upstream: BERT stays frozen for this many updates"},
     )
-    # what the task feeds the model: the task fills these, and they are saved with the model
+    # what the task feeds the model: the task fills these from its FrontendSpec (see
+    # frontends.py), and they are saved with the model
     input: str = II("task.input")
     labels: str = II("task.labels")
     upstream: Optional[str] = II("task.upstream")
@@ -122,49 +119,17 @@ class W2lCtcConfig(FairseqDataclass):
     )
 
 
-def _checked_path(path: Optional[str], recorded: Optional[str], flag: str, needed_by: str) -> str:
-    """``path`` after checking it exists and, when the model recorded one, its SHA-256."""
-    if not path:
-        raise ValueError(f"--input {needed_by} needs {flag} PATH")
-    try:
-        digest = frontends.file_sha256(path)
-    except OSError as e:
-        raise ValueError(f"{flag} {path}: cannot read the checkpoint: {e}") from e
-    if recorded and digest != recorded:
-        raise ValueError(
-            f"{flag} {path}: this file (sha256 {digest[:12]}...) is not the checkpoint the acoustic "
-            f"model was trained on (sha256 {recorded[:12]}...); pass that checkpoint with {flag}"
-        )
-    return path
+SAVED_BEFORE_OPTION = {"input_norm": "none"}
+"""What models saved before an option existed did, where its default now differs."""
 
 
-def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
-    """The frontend for ``cfg.input`` and what the task feeds (``cfg.source_kind``)."""
-    if cfg.input not in frontends.INPUT_KINDS:
-        raise ValueError(f"--input must be one of {frontends.INPUT_KINDS}, got {cfg.input!r}")
-    if cfg.source_kind == "features":
-        layers = len(cfg.feature_layers.split(",")) if cfg.feature_layers else 1
-        return frontends.PrecomputedFrontend(cfg.source_dim, layers)
-    if cfg.input == "logmel":
-        return frontends.LogMelFrontend()
-    upstreams = frontends.FrozenUpstreams()
-    if cfg.source_kind == "audio":
-        path = _checked_path(cfg.upstream, cfg.upstream_sha256, "--upstream", cfg.input)
-        vq, vq_task = load_vq_wav2vec(path)
-        upstreams.normalize_audio = bool(vq_task.get("normalize", False))
-        upstreams.add("vq", vq)
-    if cfg.input == "wav2vec":
-        return frontends.Wav2vecFrontend(upstreams)
-    if cfg.input == "units":
-        if cfg.source_kind == "audio":
-            num_vars, groups = codebook_shape(upstreams.vq)
-        else:
-            num_vars, groups = cfg.unit_vars, cfg.unit_groups
-        return frontends.UnitFrontend(num_vars, groups, cfg.unit_embed_dim, upstreams)
-    path = _checked_path(cfg.bert, cfg.bert_sha256, "--bert", "bert")
-    featurizer = UnitBertFeaturizer.from_checkpoint(path, bert_layers(cfg))
-    return frontends.BertFrontend(featurizer, upstreams, finetune=cfg.finetune_upstream,
-                                  freeze_updates=cfg.freeze_upstream_updates)
+def fill_missing_options(cfg) -> None:
+    """Adds to a checkpoint's model config the options it was saved without (fairseq fills no
+    defaults for a config named by its arch): :data:`SAVED_BEFORE_OPTION`, else the default."""
+    defaults = W2lCtcConfig()
+    for f in fields(W2lCtcConfig):
+        if f.name not in cfg:
+            cfg[f.name] = SAVED_BEFORE_OPTION.get(f.name, getattr(defaults, f.name))
 
 
 def bert_layers(cfg: W2lCtcConfig) -> str:
@@ -185,11 +150,15 @@ class W2lCtcModel(BaseFairseqModel):
     def __init__(self, cfg: W2lCtcConfig, num_labels: int):
         super().__init__()
         self.cfg = cfg
-        self.frontend = build_frontend(cfg)
+        spec = frontends.FrontendSpec.of_model(cfg)
+        self.frontend = frontends.build_frontend(
+            spec, cfg.unit_embed_dim, bert_layers=bert_layers(cfg),
+            finetune_bert=cfg.finetune_upstream, freeze_bert_updates=cfg.freeze_upstream_updates,
+        )
         layers = self.frontend.output_layers
         self.layer_weights = WeightedLayerSum(layers) if layers > 1 else None
-        continuous = cfg.input in frontends.CONTINUOUS_INPUTS
-        self.input_norm = InputNorm(cfg.input_norm if continuous else "none", self.frontend.output_dim)
+        self.input_norm = InputNorm(cfg.input_norm if spec.continuous else "none",
+                                    self.frontend.output_dim)
         self.dropout = nn.Dropout(cfg.input_dropout)
         self.body = W2lConvStack(
             self.frontend.output_dim, cfg.conv_layers, activation=cfg.activation,

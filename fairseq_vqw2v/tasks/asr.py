@@ -42,14 +42,12 @@ from omegaconf import II, MISSING, open_dict
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
-from ..data.feature_files import feature_index, feature_layers
 from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
 from ..data.manifest import ManifestError, read_manifest
-from ..data.unit_files import dictionary_codebook
 from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
-from ..models.frontends import INPUT_KINDS, file_sha256
-from ..models.w2l_ctc import W2lCtcModel
+from ..models.frontends import INPUT_KINDS, FrontendSpec, input_source
+from ..models.w2l_ctc import W2lCtcModel, fill_missing_options
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
 logger = logging.getLogger(__name__)
@@ -120,15 +118,6 @@ class AsrConfig(TrainingTaskConfig):
     seed: int = II("common.seed")
 
 
-def source_kind(cfg) -> str:
-    """What the datasets feed the model: audio, cached features or unit codes."""
-    if cfg.input in ("bert", "wav2vec") and cfg.features:
-        return "features"
-    if cfg.input in ("units", "bert") and cfg.units_dir:
-        return "units"
-    return "audio"
-
-
 @register_task("vqw2v_asr", dataclass=AsrConfig)
 class AsrTask(AutocastTask):
     cfg: AsrConfig
@@ -136,8 +125,8 @@ class AsrTask(AutocastTask):
     def __init__(self, cfg: AsrConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
-        # (channels, layers) of the cached features the model reads, once it is built
-        self.feature_layout = None
+        # what the model built by this task reads (its cached features are checked against it)
+        self.frontend_spec: Optional[FrontendSpec] = None
 
     @classmethod
     def setup_task(cls, cfg: AsrConfig, **kwargs):
@@ -156,11 +145,12 @@ class AsrTask(AutocastTask):
         label_path = os.path.join(self.cfg.data, f"{split}.{cfg.labels}")
         lines = read_label_lines(label_path, len(manifest.entries))
         targets = encode_labels(label_path, lines, self.dictionary)
-        kind = source_kind(cfg)
+        kind = input_source(cfg.input, cfg.features, cfg.units_dir)
         if kind == "features":
             source = FeatureSource(self.cfg.features or cfg.features, split, len(manifest.entries))
-            if self.feature_layout is not None:
-                source.check_layout(*self.feature_layout)
+            spec = self.frontend_spec
+            if spec is not None and spec.source == "features":
+                source.check_layout(spec.feature_dim, spec.feature_layers)
         elif kind == "units":
             source = UnitSource(self.cfg.units_dir or cfg.units_dir, split, len(manifest.entries))
         else:
@@ -183,35 +173,23 @@ class AsrTask(AutocastTask):
                 # upstream paths given now replace the recorded ones (hashes are still checked)
                 cfg.upstream = self.cfg.upstream or cfg.upstream
                 cfg.bert = self.cfg.bert or cfg.bert
-                if "input_norm" not in cfg:  # saved before --input-norm: inputs were read raw
-                    cfg.input_norm = "none"
+                fill_missing_options(cfg)
             else:
                 self.record_inputs(cfg)
-        if cfg.source_kind == "features":
-            layers = cfg.get("feature_layers")
-            self.feature_layout = (cfg.source_dim, [int(i) for i in layers.split(",")] if layers else None)
+        self.frontend_spec = FrontendSpec.of_model(cfg)
         model = super().build_model(cfg, from_checkpoint)
-        logger.info(f"w2l_ctc on {cfg.input} ({cfg.source_kind}): "
+        logger.info(f"w2l_ctc on {cfg.input} ({self.frontend_spec.source}): "
                     f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable "
                     f"parameters")
         return model
 
     def record_inputs(self, cfg):
-        """Writes into the model config what the model needs to rebuild its frontend later."""
-        cfg.source_kind = source_kind(self.cfg)
-        if cfg.source_kind == "features":
-            split = next(iter(self.datasets), "valid")
-            cfg.source_dim = int(feature_index(self.cfg.features, split)[0].shape[-1])
-            layers = feature_layers(self.cfg.features, split)
-            cfg.feature_layers = ",".join(map(str, layers)) if layers else ""
-        if cfg.source_kind == "units":
-            cfg.unit_vars, cfg.unit_groups = dictionary_codebook(
-                os.path.join(self.cfg.units_dir, "dict.txt")
-            )
-        if cfg.source_kind == "audio" and self.cfg.input != "logmel":
-            cfg.upstream_sha256 = file_sha256(_required(self.cfg.upstream, "--upstream"))
-        if self.cfg.input == "bert" and cfg.source_kind != "features":
-            cfg.bert_sha256 = file_sha256(_required(self.cfg.bert, "--bert"))
+        """Writes into the model config what the model reads (:class:`FrontendSpec`), so that it
+        rebuilds its frontend from a checkpoint."""
+        FrontendSpec.resolve(
+            self.cfg.input, self.cfg.upstream, self.cfg.bert, self.cfg.features,
+            self.cfg.units_dir, split=next(iter(self.datasets), "valid"),
+        ).record(cfg)
 
     def optimizer_step(self, optimizer, model, update_num):
         """Scales the updates of a fine-tuned upstream by ``upstream_lr_scale`` (for any
@@ -257,12 +235,6 @@ class AsrTask(AutocastTask):
 
     def max_positions(self):
         return None
-
-
-def _required(path: Optional[str], flag: str) -> str:
-    if not path:
-        raise ValueError(f"this --input needs {flag} PATH")
-    return path
 
 
 @torch.no_grad()
