@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from fairseq.data import Dictionary
 
+from ..errors import InputError, MissingInputError
 from .shards import finished_parts, manifest_order, remove_parts
+from .text_files import decoding, load_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ UNIT_TOKEN = re.compile(rf"^\d+({re.escape(SEPARATOR)}\d+)*$")
 MASK = "<mask>"
 
 
-class UnitFileError(ValueError):
+class UnitFileError(InputError):
     """A malformed unit file; the message names the file and line."""
 
 
@@ -68,7 +70,7 @@ def write_unit_lines(path: str, lines: Iterable[List[str]]) -> Counter:
 def read_unit_codes(path: str) -> List[torch.Tensor]:
     """The codes of every line of a ``.src`` file, one T x G long tensor per line (G read from
     the first token); malformed tokens and empty lines raise errors naming ``path:line``."""
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     first = lines[0].split()[0] if lines and lines[0].split() else ""
     groups = first.count(SEPARATOR) + 1
@@ -91,7 +93,7 @@ def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.nd
     offsets = [0]
     unk = dictionary.unk()
     lookup = dictionary.indices
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             tokens = line.split()
             if not tokens:
@@ -126,11 +128,11 @@ def write_dictionary(path: str, counts: Counter):
 def read_dictionary_counts(path: str) -> Counter:
     """Token counts of a ``dict.txt``."""
     counts = Counter()
-    with open(path) as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if len(parts) != 2 or not parts[1].isdigit():
-                raise ValueError(f"{path}:{n}: expected 'token count', got {line.rstrip()!r}")
+                raise UnitFileError(f"{path}:{n}: expected 'token count', got {line.rstrip()!r}")
             counts[parts[0]] += int(parts[1])
     return counts
 
@@ -167,8 +169,8 @@ def dictionary_codebook(path: str) -> Tuple[int, int]:
 def load_unit_dictionary(path: str) -> Dictionary:
     """The quantizer's ``dict.txt``; missing or holding no unit is an error naming it."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
-    dictionary = Dictionary.load(path)
+        raise MissingInputError(f"{path}: unit dictionary not found (written by the quantizer)")
+    dictionary = load_dictionary(path)
     if len(dictionary) == dictionary.nspecial:
         raise UnitFileError(f"{path}: empty unit dictionary (no unit: every unit would be <unk>)")
     return dictionary

@@ -11,6 +11,7 @@ from typing import Dict, Iterable, List, Optional
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
+from fairseq_vqw2v.data.text_files import decoding
 
 Lexicon = Dict[str, List[List[str]]]
 """word -> its spellings (lists of label tokens), in file order."""
@@ -36,7 +37,7 @@ def read_lexicon(path: str, tgt_dict: Optional[Dictionary] = None) -> Lexicon:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: lexicon not found")
     lexicon: Lexicon = OrderedDict()
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
             if not fields:

@@ -19,6 +19,7 @@ from typing import Iterable, List, Optional, Tuple
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.data.manifest import normalize_words, words_to_letters
+from fairseq_vqw2v.data.text_files import decoding
 from fairseq_vqw2v.decoding.lexicon import spell, unknown_labels
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def read_corpus(path: str) -> Corpus:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: corpus not found")
     lines, raw = [], 0
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             raw += 1
             text = normalize_words(line)
@@ -162,7 +163,7 @@ def build_binary(arpa_path: str, binary_path: str, progress: bool = True) -> Non
 def arpa_unigrams(arpa_path: str) -> List[Tuple[str, float, int]]:
     """(word, log10 probability, line) of every unigram of an ARPA file, specials excluded."""
     unigrams, section = [], None
-    with open(arpa_path, encoding="utf-8") as f:
+    with decoding(arpa_path), open(arpa_path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             line = line.strip()
             if line.startswith("\\"):
