@@ -14,10 +14,14 @@ from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import ManifestAudioDataset
 from fairseq_vqw2v.data.manifest import ManifestError
 from fairseq_vqw2v.data.unit_dataset import load_units
-from fairseq_vqw2v.data.unit_files import UnitFileError
+from fairseq_vqw2v.data.labels import read_label_lines
+from fairseq_vqw2v.data.unit_files import UnitFileError, read_unit_codes
+from fairseq_vqw2v.decoding.lexicon import read_lexicon
+from fairseq_vqw2v.errors import InputError
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
+from fairseq_vqw2v.unit_quality import read_alignments
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
@@ -174,3 +178,82 @@ def test_plugin_silences_only_known_harmless_warnings(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     warned = [line for line in done.stderr.splitlines() if "Warning:" in line]
     assert warned == ["<string>:1: UserWarning: our own warning"]
+
+
+def test_split_names_that_leave_the_output_folder_are_refused(tmp_path, capsys):
+    dest = tmp_path / "out" / "a" / "b"
+    for main, args in ((quantize_main, ["--checkpoint", "vq.pt", "--splits", "train,../../evil"]),
+                       (featurize_main, ["--vq-checkpoint", "vq.pt", "--split", "../../evil"])):
+        with pytest.raises(SystemExit) as exited:
+            main([*args, "--manifest-dir", str(tmp_path), "--dest", str(dest)])
+        assert exited.value.code == 2
+        assert ("split name '../../evil': must be a file name, without a path separator"
+                in capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+    # the tasks build paths from fairseq's --train-subset / --valid-subset / --gen-subset too
+    (tmp_path / "dict.txt").write_text("1-2 5\n")
+    with pytest.raises(ManifestError, match=r"split name '\.\./units': must be a file name"):
+        load_units(str(tmp_path), "../units", Dictionary.load(str(tmp_path / "dict.txt")))
+
+
+def test_quantize_writes_nothing_when_a_later_split_has_bad_audio(
+    tmp_path, capsys, write_manifest, noise
+):
+    write_manifest(tmp_path, [noise(0.5), noise(0.5, seed=1)], split="train", prefix="t")
+    valid = write_manifest(tmp_path, [noise(0.5), with_nan(noise)], split="valid", prefix="v")
+    (tmp_path / "train.ltr").write_text("a |\nb |\n")
+    checkpoint = vq_checkpoint(tmp_path / "vq.pt", tmp_path)
+    dest = tmp_path / "units"
+    dest.mkdir()
+    (dest / "older.txt").write_text("kept")
+    rc = quantize_main(["--checkpoint", checkpoint, "--manifest-dir", str(tmp_path),
+                        "--splits", "train,valid", "--dest", str(dest)])
+    assert rc == 1
+    assert f"error: {valid}:3: {tmp_path / 'v1.wav'} has non-finite" in capsys.readouterr().err
+    assert os.listdir(dest) == ["older.txt"]  # no train.src without dict.txt, no staging folder
+    os.remove(os.path.join(tmp_path, "valid.tsv"))
+    write_manifest(tmp_path, [noise(0.5)], split="valid", prefix="v")
+    assert quantize_main(["--checkpoint", checkpoint, "--manifest-dir", str(tmp_path),
+                          "--splits", "train,valid", "--dest", str(dest)]) == 0
+    assert sorted(os.listdir(dest)) == ["dict.txt", "older.txt", "train.ltr", "train.src",
+                                        "valid.src"]
+
+
+def test_training_datasets_skip_bad_audio_and_count_it(tmp_path, caplog, write_manifest, noise):
+    manifest = write_manifest(tmp_path, [noise(0.5), with_nan(noise), noise(0.25)])
+    dataset = ManifestAudioDataset(manifest, sample_rate=SAMPLE_RATE, shuffle=False, skip_bad=True)
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    assert batch["id"].tolist() == [0, 2] and batch["bad_audio"] == 1
+    assert f"{manifest}:3: {tmp_path / '1.wav'} has non-finite samples (NaN or inf): skipped" in caplog.text
+    assert "bad_audio" not in dataset.collater([dataset[0], dataset[2]])
+    assert dataset.collater([dataset[1]]) == {}
+
+
+UNDECODABLE = b"1-2 3-4\n5-6 \xff7-8\n"
+
+
+def test_undecodable_text_files_are_named_by_line(tmp_path):
+    (tmp_path / "dict.txt").write_text("1-2 5\n3-4 1\n")
+    (tmp_path / "train.src").write_bytes(UNDECODABLE)
+    task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path)))
+    message = r"train\.src:2: not UTF-8 text \(byte 0xff at column 5\)"
+    with pytest.raises(InputError, match=message):
+        task.load_dataset("train")
+    with pytest.raises(InputError, match=message):
+        read_unit_codes(str(tmp_path / "train.src"))
+    (tmp_path / "dict.txt").write_bytes(b"1-2 5\n\xc3\x28 1\n")
+    with pytest.raises(InputError, match=r"dict\.txt:2: not UTF-8 text \(byte 0xc3 at column 1\)"):
+        UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path)))
+    (tmp_path / "test.tsv").write_bytes(b"/root\n" + b"a.wav\t10\n" * 3000 + b"\xfe.wav\t10\n")
+    with pytest.raises(InputError, match=r"test\.tsv:3002: not UTF-8 text \(byte 0xfe at column 1\)"):
+        ManifestAudioDataset(str(tmp_path / "test.tsv"), sample_rate=SAMPLE_RATE)
+    (tmp_path / "dict.ltr.txt").write_text("a 1\n")
+    (tmp_path / "test.ltr").write_bytes(b"a |\n\xff |\n")
+    with pytest.raises(InputError, match=r"test\.ltr:2: not UTF-8"):
+        read_label_lines(str(tmp_path / "test.ltr"), 2)
+    (tmp_path / "lexicon.txt").write_bytes(b"a\ta |\nb\t\xe9 |\n")
+    with pytest.raises(InputError, match=r"lexicon\.txt:2: not UTF-8"):
+        read_lexicon(str(tmp_path / "lexicon.txt"))
+    (tmp_path / "test.align").write_bytes(b"\x80\n")
+    with pytest.raises(InputError, match=r"test\.align:1: not UTF-8"):
+        read_alignments(str(tmp_path / "test.align"))

@@ -35,7 +35,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run
+from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run,
+               split_name)
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
@@ -171,7 +172,7 @@ def parse_args(argv=None):
                         help="unit_bert checkpoint (dict.txt beside it or in its data folder); "
                         "without it the features are the vq-wav2vec aggregator output c")
     parser.add_argument("--manifest-dir", help="folder with {split}.tsv")
-    parser.add_argument("--split", required=True)
+    parser.add_argument("--split", type=split_name, required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--layer", type=int, default=None,
                         help="BERT: Transformer layer to output (1-based; default the last)")

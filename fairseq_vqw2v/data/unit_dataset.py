@@ -10,6 +10,7 @@ from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_ut
 
 from .batching import KeepLastBatchMixin
 from .dedup import dedup_numpy
+from .manifest import check_split_name
 from .span_mask import corrupt, span_mask
 from .unit_files import UnitFileError, read_unit_file
 
@@ -85,7 +86,7 @@ class StripEosDataset(BaseWrapperDataset):
 def load_units(data_dir: str, split: str, dictionary: Dictionary):
     """Loads ``split`` from ``data_dir``: fairseq binarized ``{split}.bin/.idx`` when present
     (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``."""
-    prefix = os.path.join(data_dir, split)
+    prefix = os.path.join(data_dir, check_split_name(split))
     if os.path.exists(prefix + ".idx"):
         bin_path = prefix + ".bin"
         # an empty .bin cannot even be memory-mapped: fairseq would fail deep in numpy
