@@ -120,7 +120,8 @@ def test_featurize_refuses_bert_of_other_units(tmp_path, capsys, write_manifest,
     bert = bert_checkpoint(tmp_path / "bert", [f"{a}-{b}" for a in range(100, 106) for b in range(6)])
     assert featurize_main(featurize_args(tmp_path, vq, bert)) == 1
     err = capsys.readouterr().err
-    assert f"(100%) of {vq} are not in the dictionary of {bert} (limit --max-unknown-units 5%)" in err
+    assert f"error: {vq}: " in err
+    assert f"units (100%) are not in the dictionary of {bert} (limit --max-unknown-units 5%)" in err
     assert os.listdir(tmp_path / "out") == []  # no temporary file left behind
 
 
@@ -257,3 +258,18 @@ def test_undecodable_text_files_are_named_by_line(tmp_path):
     (tmp_path / "test.align").write_bytes(b"\x80\n")
     with pytest.raises(InputError, match=r"test\.align:1: not UTF-8"):
         read_alignments(str(tmp_path / "test.align"))
+
+
+def test_unit_mlm_refuses_units_its_dictionary_does_not_know(tmp_path):
+    (tmp_path / "dict.txt").write_text("".join(f"{a}-{b} 1\n" for a in range(4) for b in range(4)))
+    known = " ".join(f"{a}-{b}" for a in range(4) for b in range(4))
+    (tmp_path / "train.src").write_text(f"{known} 9-9\n" + "".join(f"{a}-{a} 7-{a}\n" for a in range(4)))
+    with pytest.raises(UnitFileError) as refused:
+        UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path))).load_dataset("train")
+    assert str(refused.value) == (
+        f"{tmp_path / 'train.src'}: 5 of 25 units (20%) are not in the dictionary of "
+        f"{tmp_path / 'dict.txt'} (limit --max-unknown-units 5%): were the units and the "
+        "dictionary made by the same quantizer?")
+    task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path), max_unknown_units=0.25))
+    task.load_dataset("train")
+    assert len(task.datasets["train"]) == 5

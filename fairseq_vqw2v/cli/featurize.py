@@ -44,6 +44,7 @@ from ..data.batching import length_batches, shard_batches
 from ..data.feature_files import merge_feature_shards, write_features
 from ..data.manifest import read_manifest
 from ..data.shards import output_folder, split_output
+from ..data.unit_files import check_unknown_units
 from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
 from ..precision import bf16_autocast
@@ -51,22 +52,13 @@ from ..precision import bf16_autocast
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 
 
-def check_unknown_units(featurizer: UnitBertFeaturizer, args) -> None:
-    """Stops when more than ``--max-unknown-units`` of the units so far are not in BERT's
-    dictionary: the two checkpoints were not trained on the same units."""
-    share = featurizer.units_unknown / max(featurizer.units_seen, 1)
-    if share > args.max_unknown_units:
-        raise ValueError(
-            f"{featurizer.units_unknown} of {featurizer.units_seen} units ({share:.0%}) of "
-            f"{args.vq_checkpoint} are not in the dictionary of {args.bert_checkpoint} (limit "
-            f"--max-unknown-units {args.max_unknown_units:.0%}): was the BERT trained on units "
-            "of this quantizer?"
-        )
-
-
 def _checking_unknown_units(batches, featurizer: UnitBertFeaturizer, args):
+    """Stops when more than ``--max-unknown-units`` of the units so far are not in BERT's
+    dictionary: the units and the BERT were not made from the same quantizer."""
     for batch, outputs in batches:
-        check_unknown_units(featurizer, args)
+        check_unknown_units(featurizer.units_unknown, featurizer.units_seen,
+                            args.max_unknown_units, args.units_dir or args.vq_checkpoint,
+                            args.bert_checkpoint)
         yield batch, outputs
 
 

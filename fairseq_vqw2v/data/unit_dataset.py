@@ -2,6 +2,7 @@
 :mod:`.unit_files`) or fairseq binarized data."""
 
 import os
+from typing import Optional
 
 import numpy as np
 import torch
@@ -28,8 +29,10 @@ class UnitDataset(FairseqDataset):
         self.sizes = np.diff(offsets)
 
     @classmethod
-    def from_src(cls, path: str, dictionary: Dictionary) -> "UnitDataset":
-        return cls(*read_unit_file(path, dictionary))
+    def from_src(cls, path: str, dictionary: Dictionary, max_unknown: Optional[float] = None,
+                 dictionary_path: str = "the dictionary") -> "UnitDataset":
+        """See :func:`read_unit_file` (``max_unknown``: the share of ``<unk>`` it refuses)."""
+        return cls(*read_unit_file(path, dictionary, max_unknown, dictionary_path))
 
     def deduplicated(self) -> "UnitDataset":
         """The same utterances with consecutive repeats merged (:mod:`.dedup`)."""
@@ -83,9 +86,13 @@ class StripEosDataset(BaseWrapperDataset):
         return self._sizes[index]
 
 
-def load_units(data_dir: str, split: str, dictionary: Dictionary):
+def load_units(data_dir: str, split: str, dictionary: Dictionary,
+               max_unknown: Optional[float] = None):
     """Loads ``split`` from ``data_dir``: fairseq binarized ``{split}.bin/.idx`` when present
-    (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``."""
+    (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``, of
+    whose units at most a share ``max_unknown`` may be missing from ``dictionary``
+    (``data_dir/dict.txt``; binarized units were mapped to ``<unk>`` by fairseq-preprocess, which
+    reported its share)."""
     prefix = os.path.join(data_dir, check_split_name(split))
     if os.path.exists(prefix + ".idx"):
         bin_path = prefix + ".bin"
@@ -98,7 +105,7 @@ def load_units(data_dir: str, split: str, dictionary: Dictionary):
     src = prefix + ".src"
     if not os.path.exists(src):
         raise FileNotFoundError(f"no units for split {split!r}: neither {src} nor {prefix}.bin")
-    return UnitDataset.from_src(src, dictionary)
+    return UnitDataset.from_src(src, dictionary, max_unknown, os.path.join(data_dir, "dict.txt"))
 
 
 class SpanMaskedUnitDataset(KeepLastBatchMixin, FairseqDataset):

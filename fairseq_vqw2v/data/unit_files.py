@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections import Counter
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -82,12 +82,29 @@ def read_unit_codes(path: str) -> List[torch.Tensor]:
     return codes
 
 
-def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.ndarray]:
+def check_unknown_units(unknown: int, total: int, limit: float, units: str, dictionary: str
+                        ) -> None:
+    """Refuses units of which more than a share ``limit`` (``--max-unknown-units``) are missing
+    from the dictionary: units and dictionary (or BERT) made from different quantizers, where a
+    BERT would learn, or see, mostly ``<unk>``. ``units`` and ``dictionary`` name the files."""
+    share = unknown / max(total, 1)
+    if share > limit:
+        raise UnitFileError(
+            f"{units}: {unknown} of {total} units ({share:.0%}) are not in the dictionary of "
+            f"{dictionary} (limit --max-unknown-units {limit:.0%}): were the units and the "
+            "dictionary made by the same quantizer?"
+        )
+
+
+def read_unit_file(path: str, dictionary: Dictionary, max_unknown: Optional[float] = None,
+                   dictionary_path: str = "the dictionary") -> Tuple[np.ndarray, np.ndarray]:
     """Reads a ``.src`` unit file into (all token ids concatenated, int32; line offsets, N + 1).
 
-    Units missing from ``dictionary`` become ``<unk>`` (counted and logged); tokens that are not
-    units, and empty lines, raise :class:`UnitFileError` naming ``path:line``. For corpora of
-    hundreds of millions of units, binarize once with fairseq-preprocess instead.
+    Units missing from ``dictionary`` become ``<unk>`` (counted and logged; more than a share
+    ``max_unknown`` of them is :func:`check_unknown_units`' error, naming ``dictionary_path``);
+    tokens that are not units, and empty lines, raise :class:`UnitFileError` naming
+    ``path:line``. For corpora of hundreds of millions of units, binarize once with
+    fairseq-preprocess instead.
     """
     ids = array.array("i")
     offsets = [0]
@@ -110,6 +127,8 @@ def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.nd
         raise UnitFileError(f"{path}: no utterances (an empty unit file)")
     tokens = np.frombuffer(ids, dtype=np.int32).copy()
     unknown = int((tokens < 0).sum())
+    if max_unknown is not None:
+        check_unknown_units(unknown, len(tokens), max_unknown, path, dictionary_path)
     if unknown:
         tokens[tokens < 0] = unk
         logger.warning(f"{path}: {unknown} of {len(tokens)} units not in the dictionary: <unk>")

@@ -80,6 +80,11 @@ class UnitMlmConfig(TrainingTaskConfig):
                   "and masking; featurizers of this BERT then de-duplicate its input and expand "
                   "its features back to 10 ms frames by the durations"},
     )
+    max_unknown_units: float = field(
+        default=0.05,
+        metadata={"help": "largest share of a .src file's units missing from dict.txt (<unk>) "
+                  "before training stops: units and dictionary of different quantizers"},
+    )
     seed: int = II("common.seed")
 
 
@@ -103,7 +108,7 @@ class UnitMlmTask(AutocastTask):
         return cls(cfg, dictionary)
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
-        units = load_units(self.cfg.data, split, self.dictionary)
+        units = load_units(self.cfg.data, split, self.dictionary, self.cfg.max_unknown_units)
         if self.cfg.dedup_units:
             frames = int(units.sizes.sum())
             units = (units if isinstance(units, UnitDataset) else UnitDataset.of(units)).deduplicated()
