@@ -126,8 +126,11 @@ def _run(cmd: List[str], what: str, stdin_path: Optional[str] = None, progress: 
         message = tail.decode(errors="replace").strip()
         hint = ""
         if "discount_fallback" in message or "BadDiscount" in message:
-            hint = " (corpus too small for Kneser-Ney discounts: pass --discount-fallback)"
-        raise ToolError(f"{what} failed with exit code {proc.returncode}{hint}:\n{message}")
+            # lmplz advises its own flag, --discount_fallback, which our lm CLI spells otherwise
+            message = message.replace("--discount_fallback", "--discount-fallback")
+            hint = ("\nthe corpus is too small for Kneser-Ney discounts: rerun with "
+                    "--discount-fallback")
+        raise ToolError(f"{what} failed with exit code {proc.returncode}:\n{message}{hint}")
 
 
 def build_arpa(
