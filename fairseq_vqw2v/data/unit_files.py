@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections import Counter
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -192,6 +192,22 @@ def load_unit_dictionary(path: str) -> Dictionary:
     dictionary = load_dictionary(path)
     if len(dictionary) == dictionary.nspecial:
         raise UnitFileError(f"{path}: empty unit dictionary (no unit: every unit would be <unk>)")
+    return dictionary
+
+
+def dictionary_state(dictionary: Dictionary) -> Dict[str, list]:
+    """The symbols after the specials and their counts, in index order: plain lists, which a
+    checkpoint can carry (and :func:`dictionary_from_state` reads back) so that a model needs no
+    ``dict.txt`` found through the data path recorded at training time."""
+    start = dictionary.nspecial
+    return {"symbols": dictionary.symbols[start:], "counts": dictionary.count[start:]}
+
+
+def dictionary_from_state(state: Dict[str, list]) -> Dictionary:
+    """The dictionary :func:`dictionary_state` describes, with the same indices."""
+    dictionary = Dictionary()
+    for symbol, count in zip(state["symbols"], state["counts"]):
+        dictionary.add_symbol(symbol, n=count)
     return dictionary
 
 

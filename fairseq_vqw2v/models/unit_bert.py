@@ -17,7 +17,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
 from ..checkpoint import check_model_config, load_fairseq_checkpoint
-from ..data.unit_files import add_mask, codes_to_tokens, load_unit_dictionary
+from ..data.unit_files import (add_mask, codes_to_tokens, dictionary_from_state,
+                               load_unit_dictionary)
 from ..modules.transformer import MaskedLMHead, TransformerEncoder, init_bert_params
 from ..precision import compile_in_place
 from ._arch import set_arch_defaults
@@ -96,6 +97,11 @@ class UnitBertModel(BaseFairseqModel):
         return self.cfg.max_positions
 
 
+UNIT_DICTIONARY_STATE = "unit_dictionary"
+"""Key of the task state in which ``unit_mlm`` checkpoints carry their dictionary (``<mask>``
+included)."""
+
+
 def find_dictionary(checkpoint: str, cfg) -> str:
     """The ``dict.txt`` of a checkpoint: beside it, else in its task's (first) data folder."""
     candidates = [os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "dict.txt")]
@@ -110,8 +116,9 @@ def find_dictionary(checkpoint: str, cfg) -> str:
 
 def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     """Loads a ``unit_bert`` checkpoint (trained by ``unit_mlm`` or converted from roberta) with
-    its dictionary: ``dict.txt`` beside the checkpoint, else in the task's data folder; ``<mask>``
-    is appended as the task does. Returns the model in eval mode on CPU."""
+    its dictionary: the one it carries (``unit_mlm`` checkpoints), else ``dict.txt`` beside the
+    checkpoint or in the task's data folder, with ``<mask>`` appended as the task does. Returns
+    the model in eval mode on CPU."""
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
     check_model_config(cfg["model"], (UnitBertModel,), path, hint="convert roberta checkpoints "
@@ -119,8 +126,12 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     model_cfg = UnitBertConfig(
         **{f.name: cfg["model"][f.name] for f in fields(UnitBertConfig) if f.name in cfg["model"]}
     )
-    dictionary = load_unit_dictionary(find_dictionary(path, cfg))
-    add_mask(dictionary)
+    carried = (state.get("task_state") or {}).get(UNIT_DICTIONARY_STATE)
+    if carried:
+        dictionary = dictionary_from_state(carried)
+    else:
+        dictionary = load_unit_dictionary(find_dictionary(path, cfg))
+        add_mask(dictionary)
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)
     return model.eval(), dictionary

@@ -29,7 +29,8 @@ from fairseq.tasks import register_task
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, UnitDataset, load_units
-from ..data.unit_files import add_mask, load_unit_dictionary
+from ..data.unit_files import add_mask, dictionary_state, load_unit_dictionary
+from ..models.unit_bert import UNIT_DICTIONARY_STATE
 from ..models.unit_bert import UnitBertModel
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
@@ -132,6 +133,11 @@ class UnitMlmTask(AutocastTask):
             shuffle=train,
         )
         logger.info(f"{split}: {len(units)} utterances, {int(units.sizes.sum())} units")
+
+    def state_dict(self):
+        # saved in every checkpoint: its dictionary is then found wherever the checkpoint is read
+        # from, not through the (relative) data path recorded at training time
+        return {**super().state_dict(), UNIT_DICTIONARY_STATE: dictionary_state(self.dictionary)}
 
     def build_model(self, cfg, from_checkpoint=False):
         check_model_config(cfg, (UnitBertModel,))  # see PretrainingTask.build_model
