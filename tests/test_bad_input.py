@@ -273,3 +273,16 @@ def test_unit_mlm_refuses_units_its_dictionary_does_not_know(tmp_path):
     task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path), max_unknown_units=0.25))
     task.load_dataset("train")
     assert len(task.datasets["train"]) == 5
+
+
+def test_featurize_units_dir_of_other_units_names_the_folder(tmp_path, capsys, write_manifest, noise):
+    write_manifest(tmp_path, [noise(0.5), noise(0.5, seed=1)])
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "test.src").write_text("7-7 7-8\n8-8\n")
+    bert = bert_checkpoint(tmp_path / "bert", [f"{a}-{b}" for a in range(6) for b in range(6)])
+    assert featurize_main(["--units-dir", str(units), "--bert-checkpoint", bert, "--manifest-dir",
+                           str(tmp_path), "--split", "test", "--dest", str(tmp_path / "out")]) == 1
+    assert (f"error: {units}: 3 of 3 units (100%) are not in the dictionary of {bert}"
+            in capsys.readouterr().err)
+    assert os.listdir(tmp_path / "out") == []
