@@ -33,7 +33,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 
-from .errors import InputError
+from .errors import InputError, MissingInputError
 
 
 class CheckpointError(InputError):
@@ -344,7 +344,7 @@ def load_fairseq_checkpoint(path: str) -> Dict[str, Any]:
     that is not a literal (checked before fairseq touches the config); ``FileNotFoundError``.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise MissingInputError(f"{path}: no such checkpoint file")
     state = _torch_load(path)
     _check_envelope(path, state)
     for key in ("args", "cfg"):

@@ -9,6 +9,7 @@ import torch
 
 from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_utils
 
+from ..errors import MissingInputError
 from .batching import KeepLastBatchMixin
 from .dedup import dedup_numpy
 from .manifest import check_split_name
@@ -104,7 +105,7 @@ def load_units(data_dir: str, split: str, dictionary: Dictionary,
         return StripEosDataset(dataset, dictionary.eos())
     src = prefix + ".src"
     if not os.path.exists(src):
-        raise FileNotFoundError(f"no units for split {split!r}: neither {src} nor {prefix}.bin")
+        raise MissingInputError(f"{src}: no units for split {split!r} (nor {prefix}.bin)")
     return UnitDataset.from_src(src, dictionary, max_unknown, os.path.join(data_dir, "dict.txt"))
 
 

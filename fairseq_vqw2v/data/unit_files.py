@@ -50,7 +50,7 @@ def tokens_to_codes(line: str, groups: int, where: str = "") -> torch.Tensor:
     for token in line.split():
         parts = token.split(SEPARATOR)
         if len(parts) != groups or not all(p.isdigit() for p in parts):
-            raise ValueError(f"{where}: token {token!r} is not {groups} indices joined by '-'")
+            raise UnitFileError(f"{where}: token {token!r} is not {groups} indices joined by '-'")
         rows.append([int(p) for p in parts])
     return torch.tensor(rows, dtype=torch.long).view(-1, groups)
 

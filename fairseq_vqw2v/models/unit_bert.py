@@ -19,6 +19,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from ..checkpoint import check_model_config, load_fairseq_checkpoint
 from ..data.unit_files import (add_mask, codes_to_tokens, dictionary_from_state,
                                load_unit_dictionary)
+from ..errors import MissingInputError
 from ..modules.transformer import MaskedLMHead, TransformerEncoder, init_bert_params
 from ..precision import compile_in_place
 from ._arch import set_arch_defaults
@@ -110,7 +111,7 @@ def find_dictionary(checkpoint: str, cfg) -> str:
     found = next((p for p in candidates if os.path.exists(p)), None)
     if found is None:
         folders = sorted(set(map(os.path.dirname, candidates)))
-        raise FileNotFoundError(f"{checkpoint}: no dict.txt in {folders}")
+        raise MissingInputError(f"{checkpoint}: no dict.txt in {folders}")
     return found
 
 
