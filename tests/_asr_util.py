@@ -91,6 +91,14 @@ def write_upstreams(root, seed=0):
     return vq_path, bert_path
 
 
+def corpus_with_upstreams(root, splits):
+    """:func:`write_letter_corpus` in ``root/data`` and :func:`write_upstreams` in ``root``:
+    (root, vq path, bert path)."""
+    write_letter_corpus(str(root / "data"), splits=splits)
+    vq, bert = write_upstreams(str(root))
+    return root, vq, bert
+
+
 def fairseq(tool, *args, timeout=600):
     """Runs ``fairseq-train``/``fairseq-generate`` with the plugin; returns the CompletedProcess."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from _asr_util import write_letter_corpus, write_upstreams
+from _asr_util import corpus_with_upstreams, write_letter_corpus
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.criterions.ctc_asr import CtcAsrConfig, CtcAsrCriterion, required_frames
 from fairseq_vqw2v.data.labels import encode_labels, load_label_dictionary, read_label_lines
@@ -19,10 +19,7 @@ from fairseq_vqw2v.tasks.asr import AsrConfig, AsrTask
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("asr_data")
-    write_letter_corpus(str(root / "data"), splits=(("train", 6), ("valid", 3)))
-    vq, bert = write_upstreams(str(root))
-    return root, vq, bert
+    return corpus_with_upstreams(tmp_path_factory.mktemp("asr_data"), (("train", 6), ("valid", 3)))
 
 
 def task_for(data, **overrides):

@@ -9,6 +9,7 @@ import torch
 
 from fairseq.data import Dictionary
 
+from fairseq_vqw2v.data.dedup import dedup, dedup_numpy, expand
 from fairseq_vqw2v.data.unit_dataset import SpanMaskedUnitDataset, load_units
 from fairseq_vqw2v.data.unit_files import UnitFileError, add_mask, read_unit_file
 from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
@@ -148,3 +149,45 @@ def test_validation_batches_keep_every_utterance(tmp_path, batch_size, max_token
     assert sorted(i for ids in batches for i in ids) == list(range(11))
     if batch_size:
         assert all(len(ids) <= batch_size for ids in batches)
+
+
+def test_dedup_merges_repeats_and_expand_restores_frames():
+    ids = torch.tensor([5, 5, 5, 7, 7, 5, 9])
+    values, durations = dedup(ids)
+    assert values.tolist() == [5, 7, 5, 9] and durations.tolist() == [3, 2, 1, 1]
+    feats = torch.arange(4.0)[:, None].expand(4, 3)
+    assert expand(feats, durations)[:, 0].tolist() == [0, 0, 0, 1, 1, 2, 3]
+    assert dedup_numpy(ids.numpy()).tolist() == values.tolist()
+    assert dedup(ids[:0])[0].numel() == 0 and len(dedup_numpy(ids.numpy()[:0])) == 0
+
+
+def test_unit_mlm_masks_80_10_10_in_training_mask_only_on_valid_and_can_dedup(tmp_path):
+    vocab = [f"{i}-{j}" for i in range(4) for j in range(3)]
+    rng = np.random.default_rng(3)
+    lines = [[vocab[k] for k in np.repeat(rng.integers(0, len(vocab), n), rng.integers(1, 5, n))]
+             for n in (40, 90, 60)]
+    for split in ("train", "valid"):
+        _write_units(tmp_path, split, lines, vocab)
+    cfg = UnitMlmConfig(data=str(tmp_path), seed=1, tokens_per_sample=512, mask_prob=0.2)
+    assert (cfg.leave_unmasked_prob, cfg.random_token_prob) == (0.1, 0.1)  # masked_lm's defaults
+    task = UnitMlmTask.setup_task(cfg)
+    for split in ("train", "valid"):
+        task.load_dataset(split)
+    kept = total = 0
+    for split in ("train", "valid"):
+        for i in range(len(lines)):
+            item = task.dataset(split)[i]
+            masked = item["target"].ne(task.dictionary.pad())
+            not_mask = item["source"][masked].ne(task.mask_idx)
+            if split == "valid":
+                assert not not_mask.any()  # valid: every target hidden, context alone
+            else:
+                kept, total = kept + int(not_mask.sum()), total + int(masked.sum())
+    assert 0.1 < kept / total < 0.3  # about 20 % of the masked positions left or randomised
+
+    dedup_task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path), seed=1, dedup_units=True))
+    dedup_task.load_dataset("train")
+    units = dedup_task.dataset("train").dataset
+    for i, line in enumerate(lines):
+        merged = [t for k, t in enumerate(line) if k == 0 or t != line[k - 1]]
+        assert dedup_task.dictionary.string(units[i]).split() == merged

@@ -17,10 +17,11 @@ from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.audio_dataset import full_utterance_dataset
+from fairseq_vqw2v.data.dedup import dedup, expand
 from fairseq_vqw2v.data.batching import length_batches, shard_batches
 from fairseq_vqw2v.data.shards import manifest_order
 from fairseq_vqw2v.data.feature_files import feature_index
-from fairseq_vqw2v.data.unit_files import codes_to_tokens
+from fairseq_vqw2v.data.unit_files import codes_to_tokens, read_unit_codes
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import (
     UnitBertConfig,
@@ -81,7 +82,7 @@ def test_featurize_writes_fp16_memmap_aligned_with_manifest(setup, capsys):
     assert np.diff(offsets).tolist() == frames
 
     # the same as computing them on the fly, utterance by utterance (no padding effects)
-    featurizer = UnitBertFeaturizer(*load_unit_bert(str(root / "bert" / "bert.pt")), layer=1)
+    featurizer = UnitBertFeaturizer(*load_unit_bert(str(root / "bert" / "bert.pt")), layers="1")
     for i, n in enumerate(lengths):
         audio, _ = sf.read(root / f"u{i}.wav", dtype="float32")
         (expected,) = featurizer.from_audio(vq, torch.from_numpy(audio)[None])
@@ -142,6 +143,70 @@ def test_long_utterances_are_encoded_in_framed_windows(setup):
     with torch.no_grad():
         expected = model.extract_features(window[None])[0, 1:-1]
     torch.testing.assert_close(out[22:44], expected)
+
+
+@pytest.fixture(scope="module")
+def dedup_bert(setup):
+    """The test BERT saved as ``unit_mlm --dedup-units`` records it (its task config)."""
+    root = setup[0]
+    model, _ = load_unit_bert(str(root / "bert" / "bert.pt"))
+    checkpoint = unit_bert_checkpoint(model.cfg, model.state_dict(), str(root / "bert"))
+    checkpoint["cfg"]["task"]["dedup_units"] = True
+    path = root / "bert" / "bert_dedup.pt"
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+def repeats_and_changes(ids):
+    """(frames equal to the one before, frames that differ from it) of T ids."""
+    same = (ids[1:] == ids[:-1]).nonzero().flatten() + 1
+    changed = (ids[1:] != ids[:-1]).nonzero().flatten() + 1
+    return same, changed
+
+
+@pytest.mark.parametrize("layers", ["last", "all"])
+def test_a_bert_trained_on_deduplicated_units_reads_them_so(setup, dedup_bert, layers):
+    """One feature vector per unit frame, the same over each run of equal units: BERT's output
+    for the de-duplicated sequence (60 frames in 24 runs: two windows of 22), expanded by the
+    durations; the unknown-unit counter counts frames."""
+    root = setup[0]
+    featurizer = UnitBertFeaturizer.from_checkpoint(dedup_bert, layers)
+    plain = UnitBertFeaturizer.from_checkpoint(str(root / "bert" / "bert.pt"), layers)
+    assert featurizer.dedup_units and not plain.dedup_units
+    i = torch.arange(24)
+    runs = torch.stack([i % VQ_VARS, (i * 5 // VQ_VARS) % VQ_VARS], dim=1)  # neighbours differ
+    codes = runs.repeat_interleave(torch.tensor([1, 2, 3, 4] * 6), dim=0)
+    ids = featurizer.token_ids(codes)
+    assert featurizer.units_seen == len(ids) == 60
+    (out,) = featurizer([ids])
+    assert out.shape == (60, *featurizer.frame_shape)
+    same, changed = repeats_and_changes(ids)
+    assert torch.equal(out[same], out[same - 1])
+    assert not torch.isclose(out[changed], out[changed - 1]).all(dim=-1).any()
+    units, durations = dedup(ids)
+    assert len(units) == 24
+    torch.testing.assert_close(out, expand(plain([units])[0], durations))
+    # without the flag, every frame is a token with its own position
+    (frames,) = plain([ids])
+    assert not torch.equal(frames[same], frames[same - 1])
+
+
+def test_featurize_expands_a_dedup_berts_features_to_every_unit_frame(setup, units, dedup_bert,
+                                                                      tmp_path):
+    root = setup[0]
+    assert featurize_main(["--units-dir", str(units), "--bert-checkpoint", dedup_bert,
+                           "--manifest-dir", str(root), "--split", "test",
+                           "--dest", str(tmp_path)]) == 0
+    feats, offsets = feature_index(str(tmp_path), "test")
+    codes = read_unit_codes(str(units / "test.src"))
+    assert np.diff(offsets).tolist() == [len(c) for c in codes]
+    repeated = 0
+    for i, c in enumerate(codes):
+        same, _ = repeats_and_changes(c[:, 0] * VQ_VARS + c[:, 1])
+        rows = np.asarray(feats[offsets[i]:offsets[i + 1]])
+        np.testing.assert_array_equal(rows[same.numpy()], rows[same.numpy() - 1])
+        repeated += len(same)
+    assert repeated > 0
 
 
 def test_unit_bert_loader_rejects_other_models(setup):
@@ -244,7 +309,7 @@ def test_quantize_writes_the_same_units_on_one_thread(setup, units, tmp_path):
     assert file_bytes(tmp_path, names) == file_bytes(units, names)
 
 
-@pytest.mark.parametrize("source", ["bert_from_audio", "bert_from_units", "c"])
+@pytest.mark.parametrize("source", ["bert_from_audio", "bert_from_units", "c", "bert_layers"])
 def test_featurize_shards_merge_into_the_single_jobs_bytes(setup, units, source, tmp_path):
     root = setup[0]
     bert = ["--bert-checkpoint", str(root / "bert" / "bert.pt")]
@@ -252,14 +317,29 @@ def test_featurize_shards_merge_into_the_single_jobs_bytes(setup, units, source,
         "bert_from_audio": ["--vq-checkpoint", str(root / "vq.pt"), *bert],
         "bert_from_units": ["--units-dir", str(units), *bert],
         "c": ["--vq-checkpoint", str(root / "vq.pt")],
+        "bert_layers": ["--units-dir", str(units), *bert, "--layers", "2,0"],
     }[source] + ["--manifest-dir", str(root), "--split", "test"]
     assert featurize_main([*args, "--dest", str(tmp_path / "single"), *BATCH]) == 0
     run_shards(featurize_main, args, tmp_path / "sharded")
     assert featurize_main(["--merge", "--split", "test", "--dest", str(tmp_path / "sharded"),
                            *NUM_SHARDS]) == 0
-    names = ["test.feats.npy", "test.lengths"]
+    names = ["test.feats.npy", "test.lengths"] + (["test.layers"] if source == "bert_layers" else [])
     assert file_bytes(tmp_path / "sharded", names) == file_bytes(tmp_path / "single", names)
-    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == sorted(names)
+    if source == "bert_layers":  # K x C frames, the layers in the order asked for
+        assert feature_index(str(tmp_path / "single"), "test")[0].shape[1:] == (2, 16)
+        assert (tmp_path / "single" / "test.layers").read_text() == "2 0\n"
+
+
+def test_layer_lists_are_checked():
+    from fairseq_vqw2v.models.unit_bert import bert_layer_indices
+
+    assert bert_layer_indices("last", 12) == [12]
+    assert bert_layer_indices("all", 2) == [0, 1, 2]
+    assert bert_layer_indices("3,0", 12) == [3, 0]
+    for bad in ("13", "1,1", "-1", "first"):
+        with pytest.raises(ValueError, match=f"BERT layers '{bad}'"):
+            bert_layer_indices(bad, 12)
 
 
 def test_merge_names_a_missing_shard_and_a_rerun_reproduces_it(setup, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """python -m fairseq_vqw2v.reproduce: the commands, when stages rerun, tables.md, one tiny run."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 from _asr_util import write_letter_corpus
 from fairseq_vqw2v.decoding.results import collect
 from fairseq_vqw2v.reproduce.__main__ import main
-from fairseq_vqw2v.reproduce.pipeline import EMBEDDED, SYSTEMS, Layout, build_stages, demo_stages
+from fairseq_vqw2v.reproduce.pipeline import (EMBEDDED, SYSTEMS, Layout, build_seed_stages, build_stages,
+                                              demo_stages)
 from fairseq_vqw2v.reproduce.stages import Command, Runner, Stage, select, stage_hashes
 from fairseq_vqw2v.reproduce.tables import ROW_NAMES, write_tables
 
@@ -195,10 +197,13 @@ def test_tables_from_scored_generate_outputs(tmp_path):
         "phones": {"units": {"pnmi": 0.31, "phone_purity": 0.42}, "logmel_kmeans": {"pnmi": 0.25}}}))
     log = out / "am.log"
     log.write_text("".join(f'x | INFO | train_inner | {{"loss": "{5 - u}", "num_updates": "{u}"}}\n'
+                           f'x | INFO | valid | {{"valid_ler": "{50 - u}", "valid_num_updates": "{u}"}}\n'
                            for u in (1, 2, 3)))
     path, results = write_tables(str(out), {"preset": "test"}, {"folder": "corpus"},
-                                 {"pretrain/gumbel": 12.0, "am/ltr/logmel": 30.0}, {"am/ltr/logmel": str(log)})
+                                 {"pretrain/gumbel": 12.0, "am/ltr/logmel": 30.0}, {"am/ltr/logmel": str(log)},
+                                 am_updates=3)
     text = open(path).read()
+    assert "same budget (3 updates" in text and "One training chain" in text
     rates = collect(str(out / "decode" / "ltr"), "ltr")
     viterbi = rates["logmel"]["viterbi"]["test"]
     assert (viterbi.uer, viterbi.wer) == (100 / 12, 50.0)  # one letter of 12, one word of 2
@@ -213,7 +218,7 @@ def test_tables_from_scored_generate_outputs(tmp_path):
     assert wav2vec == "| wav2vec (continuous) | - (12.90) | - (14.70) |"
     assert "| gumbel | 212 | 102400 | 19.5 | 1664 | 0.31 | 0.42 | 0.25 |" in text
     assert "| **total** | 42 |" in text
-    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
+    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     assert results["gumbel_bert"]["kenlm"]["test"].wer == 50.0
 
@@ -256,7 +261,7 @@ def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
         row = next(line for line in table1.splitlines() if line.startswith(f"| {ROW_NAMES[system]} |"))
         assert "-" not in row.split(" | ")[1].split(" (")[0], row  # every row scored
     assert re.search(r"char ConvLM \| - \| - \| \d+\.\d\d / \d+\.\d\d", table1)
-    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png"):
+    for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("reproduce done in") and "44 stages run, 0 skipped" in summary
@@ -266,3 +271,70 @@ def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
     assert "0 stages run, 2 skipped" in capsys.readouterr().out.splitlines()[-1]
     assert main(argv + ["--set", "am_updates=5", "--stages", "decode/phn/logmel"]) == 0
     assert "2 stages run, 0 skipped" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_seeds_add_one_chain_per_seed_sharing_the_corpus_and_the_lms(tmp_path):
+    out = tmp_path / "res"
+    assert main(["--out", str(out), "--dry-run", "--demo", "--seeds", "3"]) == 0
+    script = (out / "commands.sh").read_text()
+    stages = re.findall(r"^# == (\S+)$", script, re.M)
+    single = ["corpus", "pretrain/wav2vec", "pretrain/gumbel", "units/gumbel", "bert/gumbel",
+              "features/wav2vec", "features/gumbel"] + \
+             [f"{k}/ltr/{s}" for k in ("am", "decode") for s in ("logmel", "wav2vec", "gumbel", "gumbel_bert")]
+    shared = ["corpus", "lm/4gram"]
+    expected = single + ["lm/4gram"] + [f"seed{s}/{n}" for s in (2, 3) for n in single if n not in shared]
+    assert sorted(stages) == sorted(expected)
+    # each chain trains with its own seed into its own folder, on the one corpus, with the one LM
+    chain = script.split("# == seed2/pretrain/gumbel\n")[1].split("\n")[0]
+    assert "--seed 2 " in chain and f"--save-dir {out}/seed2/pretrain/gumbel " in chain
+    assert f"fairseq-train {out}/corpus " in chain
+    decode = script.split("# == seed3/decode/ltr/gumbel_bert\n")[1].split("# ==")[0]
+    assert f"{out}/lm/4gram/lm.bin" in decode and f"{out}/seed3/am/ltr/gumbel_bert/checkpoint_best.pt" in decode
+    assert script.count("manifests.synth") == 1 and script.count("cli.lm ngram") == 1
+    # the first chain is the single-seed run itself: a demo run before is reused as it is
+    every = stage_hashes(build_seed_stages(_layout(out, out / "corpus"), EMBEDDED, [1, 2, 3]), str(out))
+    alone = stage_hashes(build_stages(_layout(out, out / "corpus"), EMBEDDED), str(out))
+    assert all(every[name] == alone[name] for name in alone)
+    assert every["seed2/pretrain/gumbel"] != every["pretrain/gumbel"]
+    # --stages globs reach every chain
+    assert main(["--out", str(out), "--dry-run", "--seeds", "2", "--stages", "bert/gumbel"]) == 0
+    stages = re.findall(r"^# == (\S+)$", (out / "commands.sh").read_text(), re.M)
+    assert stages == ["corpus", "pretrain/gumbel", "units/gumbel", "bert/gumbel",
+                      "seed2/pretrain/gumbel", "seed2/units/gumbel", "seed2/bert/gumbel"]
+
+
+def test_seed_table_curves_and_unigram_perplexity(tmp_path):
+    from fairseq_vqw2v.decoding.scoring import ErrorRates
+    from fairseq_vqw2v.reproduce.tables import seed_table, unigram_perplexity, valid_curve
+
+    def rates(ler):
+        return ErrorRates(unit_errors=int(ler * 10), units=1000)
+
+    chains = [{"logmel": {"viterbi": {"valid": rates(30.0), "test": rates(32.0)}}},
+              {"logmel": {"viterbi": {"valid": rates(34.0), "test": rates(36.0)}}},
+              {}]
+    table = "\n".join(seed_table(chains, "ltr"))
+    assert "| log-mel baseline | 32.00 ± 2.83 (n=2) | 34.00 ± 2.83 (n=2) | - | - |" in table
+    assert "wav2vec" not in table  # rows without any cell are left out
+
+    log = tmp_path / "am.log"
+    line = '2026-01-01 00:00:00 | INFO | {} | {}\n'
+    log.write_text(line.format("train_inner", json.dumps({"num_updates": "50", "loss": "9"}))
+                   + line.format("valid", json.dumps({"valid_ler": "80.5", "valid_num_updates": "50"}))
+                   + "garbage | valid | {not json\n"
+                   + line.format("valid", json.dumps({"valid_ler": "60", "valid_num_updates": "100"}))
+                   # a resumed run validates update 100 again: its last value counts
+                   + line.format("valid", json.dumps({"valid_ler": "59", "valid_num_updates": "100"})))
+    assert valid_curve(str(log), "ler") == [(50, 80.5), (100, 59.0)]
+    assert valid_curve(str(tmp_path / "missing.log"), "ler") == []
+
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "train.src").write_text("a a a b\nb b a\n")  # a: 4, b: 3
+    (units / "valid.src").write_text("a a b\n")
+    # add-one over {a, b}: p(a) = 5/9, p(b) = 4/9
+    expected = math.exp(-(2 * math.log(5 / 9) + math.log(4 / 9)) / 3)
+    assert unigram_perplexity(str(units), dedup_units=False) == pytest.approx(expected)
+    # de-duplicated: train a b / b a (a: 2, b: 2), valid a b: p = 3/6 each
+    assert unigram_perplexity(str(units), dedup_units=True) == pytest.approx(2.0)
+    assert unigram_perplexity(str(tmp_path / "nowhere"), dedup_units=False) is None

@@ -2,7 +2,7 @@
 ``--bert-checkpoint``) the vq-wav2vec aggregator output ``c`` (the paper's wav2vec row).
 
     python -m fairseq_vqw2v.cli.featurize --vq-checkpoint vq.pt [--bert-checkpoint bert.pt] \\
-        --manifest-dir data/manifests --split train --dest data/feats [--layer N] [--device cuda] [--bf16]
+        --manifest-dir data/manifests --split train --dest data/feats [--layers all] [--device cuda] [--bf16]
     python -m fairseq_vqw2v.cli.featurize --units-dir units/ --bert-checkpoint bert.pt ...
 
 (the second: BERT on units already written by quantize, e.g. the log-mel k-means units)
@@ -11,9 +11,17 @@ writes ``{split}.feats.npy`` (all utterances' frames concatenated, T_total x C, 
 memory-mappable ``.npy``) and ``{split}.lengths`` (frames per utterance, one line per manifest
 line, same order), the format of :mod:`fairseq_vqw2v.data.feature_files`; the acoustic model
 reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
-Transformer layer's output (``--layer N``: layer N), one vector per vq-wav2vec frame (10 ms);
-utterances longer than BERT's positions are encoded in consecutive windows (see
+Transformer layer's output, one vector per vq-wav2vec frame (10 ms); utterances longer than BERT's
+positions are encoded in consecutive windows (see
 :class:`fairseq_vqw2v.models.unit_bert.UnitBertFeaturizer`). Runs on CPU by default.
+
+``--layers N`` (or ``--layer N``) writes layer N's output instead (0: the embeddings' output);
+``--layers all`` or a comma list ``0,4,8`` writes K layers per frame (T_total x K x C, their
+indices in ``{split}.layers``), from which an acoustic model learns a weighted sum
+(``--bert-layers`` of ``w2l_ctc``). Disk: 100 frames/s x K x C x 2 bytes, so one layer of
+unit_bert_base (C 768) takes 553 MB per hour of audio, and ``--layers all`` of it (12 layers and
+the embeddings: K 13) 13 x 768 x 2 B x 360,000 frames = 7.2 GB per hour; unit_bert_large (K 25,
+C 1024) 18.4 GB per hour.
 
 Sharding (e.g. one job per GPU or node): ``--shard i --num-shards n`` writes its part of the
 split into the folder ``{split}.shard{i}of{n}``; once all n have finished, ``--merge --num-shards
@@ -66,7 +74,7 @@ class AggregatorFeaturizer:
     """The vq-wav2vec aggregator output ``c`` per utterance (continuous or quantizing model)."""
 
     def __init__(self, vq_model):
-        self.dim = vq_model.feature_aggregator.conv_layers[-1].conv.out_channels
+        self.frame_shape = (vq_model.feature_aggregator.conv_layers[-1].conv.out_channels,)
 
     @torch.no_grad()
     def from_audio(self, vq_model, source, padding_mask):
@@ -118,8 +126,8 @@ def _in_precision(features, args):
 def featurize(args) -> str:
     start = time.time()
     if args.bert_checkpoint:
-        featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layer, args.device)
-        what = f"BERT layer {args.layer or len(featurizer.model.encoder.layers)}"
+        featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layers, args.device)
+        what = f"BERT layers {','.join(map(str, featurizer.layers))}"
         if args.units_dir:
             lengths, batches, features = _unit_batches(args, featurizer)
             what += f" on the units of {args.units_dir}"
@@ -138,13 +146,15 @@ def featurize(args) -> str:
         computed = _checking_unknown_units(computed, featurizer, args)
     with split_output(args.dest, args.split, args.shard, args.num_shards, indices,
                       len(lengths)) as folder:
-        write_features(folder, args.split, lengths, featurizer.dim,
+        write_features(folder, args.split, lengths, featurizer.frame_shape,
                        tqdm(computed, total=len(batches), desc=f"featurize {args.split}",
-                            unit="batch"), indices)
+                            unit="batch"), indices,
+                       layers=featurizer.layers if len(featurizer.frame_shape) == 2 else None)
     written = os.path.join(output_folder(args.dest, args.split, args.shard, args.num_shards),
                            f"{args.split}.feats.npy")
     return (f"featurized {len(indices)} utterances of {args.split} "
-            f"({sum(lengths[i] for i in indices)} frames, {featurizer.dim}-dim, {what}) -> "
+            f"({sum(lengths[i] for i in indices)} frames, "
+            f"{' x '.join(map(str, featurizer.frame_shape))}-dim, {what}) -> "
             f"{written} in {time.time() - start:.1f} s")
 
 
@@ -166,8 +176,10 @@ def parse_args(argv=None):
     parser.add_argument("--manifest-dir", help="folder with {split}.tsv")
     parser.add_argument("--split", type=split_name, required=True)
     parser.add_argument("--dest", required=True)
-    parser.add_argument("--layer", type=int, default=None,
-                        help="BERT: Transformer layer to output (1-based; default the last)")
+    parser.add_argument("--layers", "--layer", default="last",
+                        help="BERT: the layers to output: last (default), N (0: the embeddings' "
+                        "output), a comma list or all (K layers: T x K x C, 100 x K x C x 2 bytes "
+                        "per second of audio)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-unknown-units", type=float, default=0.05,
                         help="largest share of units missing from BERT's dictionary (<unk>) "
@@ -182,8 +194,8 @@ def parse_args(argv=None):
         return args
     if args.manifest_dir is None:
         parser.error("--manifest-dir is required (except with --merge)")
-    if args.layer is not None and not args.bert_checkpoint:
-        parser.error("--layer selects a BERT layer: it needs --bert-checkpoint")
+    if args.layers != "last" and not args.bert_checkpoint:
+        parser.error("--layers selects BERT layers: it needs --bert-checkpoint")
     if args.units_dir and not args.bert_checkpoint:
         parser.error("--units-dir gives BERT its units: it needs --bert-checkpoint")
     if bool(args.units_dir) == bool(args.vq_checkpoint):

@@ -5,7 +5,8 @@ Every source gives one tensor per manifest line and its length in 10 ms frames, 
 
 - :class:`AudioSource`: the waveform (T samples), for the log-mel frontend and for upstream models
   computed on the fly;
-- :class:`FeatureSource`: frozen features written by ``featurize`` (T x C, memory-mapped);
+- :class:`FeatureSource`: frozen features written by ``featurize`` (T x C, or T x K x C for K
+  BERT layers; memory-mapped);
 - :class:`UnitSource`: the codes of a ``quantize`` output folder (T x G).
 
 A batch is ``{"id": B, "net_input": {"source": B x T[ x C], "source_lengths": B},
@@ -13,7 +14,7 @@ A batch is ``{"id": B, "net_input": {"source": B x T[ x C], "source_lengths": B}
 """
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from fairseq.data import FairseqDataset, data_utils
 from ..constants import FRAME_STRIDE, SAMPLE_RATE
 from .audio_dataset import BAD_AUDIO, ManifestAudioDataset, drop_bad_audio
 from .batching import KeepLastBatchMixin
-from .feature_files import feature_index
+from .feature_files import feature_index, feature_layers
 from .manifest import ManifestError
 from .unit_files import read_unit_codes
 
@@ -59,7 +60,19 @@ class FeatureSource:
                 f"has {expected}"
             )
         self.frames = np.diff(self.offsets)
-        self.dim = self.feats.shape[1]
+        self.path = os.path.join(folder, f"{split}.feats.npy")
+        self.dim = self.feats.shape[-1]
+        self.layers = feature_layers(folder, split)
+
+    def check_layout(self, dim: int, layers: Optional[Sequence[int]]):
+        """Raises unless the frames hold ``layers`` (None: one layer) of ``dim`` channels, as the
+        acoustic model reading them was trained on."""
+        if (self.dim, self.layers) != (dim, layers):
+            raise ManifestError(
+                f"{self.path}: {_layout(self.dim, self.layers)} per frame, but the acoustic model "
+                f"was trained on {_layout(dim, layers)}: featurize with the same checkpoint and "
+                f"--layers as its training features"
+            )
 
     def __len__(self):
         return len(self.frames)
@@ -67,6 +80,12 @@ class FeatureSource:
     def __getitem__(self, index) -> torch.Tensor:
         start, end = self.offsets[index], self.offsets[index + 1]
         return torch.from_numpy(np.asarray(self.feats[start:end], dtype=np.float32))
+
+
+def _layout(dim: int, layers: Optional[Sequence[int]]) -> str:
+    if layers is None:
+        return f"one layer of {dim} channels"
+    return f"{len(layers)} layers ({','.join(map(str, layers))}) of {dim} channels"
 
 
 class UnitSource:

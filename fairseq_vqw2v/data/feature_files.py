@@ -2,8 +2,9 @@
 
 ``{split}.feats.npy``: all utterances' frames concatenated (T_total x C, float16, a
 memory-mappable ``.npy``); ``{split}.lengths``: frames per utterance, one line per manifest line,
-in manifest order. A shard's part (:mod:`fairseq_vqw2v.data.shards`) holds the same two files for
-its utterances only.
+in manifest order. Features of K BERT layers are T_total x K x C, with ``{split}.layers`` beside
+them: the K layer indices on one line (0 is the embeddings' output). A shard's part
+(:mod:`fairseq_vqw2v.data.shards`) holds the same files for its utterances only.
 """
 
 import os
@@ -15,18 +16,25 @@ import torch
 from .shards import finished_parts, manifest_order, remove_parts
 
 
-def write_features(dest: str, split: str, lengths: Sequence[int], dim: int,
+def write_features(dest: str, split: str, lengths: Sequence[int], frame_shape: Sequence[int],
                    batches: Iterable[Tuple[Sequence[int], List[torch.Tensor]]],
-                   indices: Optional[Sequence[int]] = None) -> str:
+                   indices: Optional[Sequence[int]] = None,
+                   layers: Optional[Sequence[int]] = None) -> str:
     """Writes the features of the utterances of a split; returns the ``.npy`` path.
 
     Args:
         lengths: frames of each utterance (manifest line), known in advance so that the output
             is one preallocated memmap.
-        dim: feature size C.
-        batches: (manifest indices, their T_i x C features), in any order, covering ``indices``.
+        frame_shape: (C,), or (K, C) for K layers.
+        batches: (manifest indices, their T_i x C (or T_i x K x C) features), in any order,
+            covering ``indices``.
         indices: the manifest lines written, in this order (a shard's); default all of them.
+        layers: with (K, C) frames, the K layer indices, written to ``{split}.layers``.
     """
+    if (layers is not None) != (len(frame_shape) == 2) or (
+            layers is not None and len(layers) != frame_shape[0]):
+        raise ValueError(f"frames of shape {tuple(frame_shape)} need layer indices for 2 axes "
+                         f"only, got {layers}")
     if indices is None:
         indices = range(len(lengths))
     position = {i: j for j, i in enumerate(indices)}
@@ -38,7 +46,7 @@ def write_features(dest: str, split: str, lengths: Sequence[int], dim: int,
     tmp_path = feats_path + ".tmp.npy"
     try:
         feats = np.lib.format.open_memmap(
-            tmp_path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), dim)
+            tmp_path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), *frame_shape)
         )
         for batch, outputs in batches:
             for i, f in zip(batch, outputs):
@@ -54,6 +62,9 @@ def write_features(dest: str, split: str, lengths: Sequence[int], dim: int,
             os.remove(tmp_path)
     with open(os.path.join(dest, f"{split}.lengths"), "w") as f:
         f.write("".join(f"{n}\n" for n in written))
+    if layers is not None:
+        with open(os.path.join(dest, f"{split}.layers"), "w") as f:
+            f.write(" ".join(map(str, layers)) + "\n")
     return feats_path
 
 
@@ -69,16 +80,17 @@ def merge_feature_shards(dest: str, split: str, num_shards: int) -> Tuple[str, L
         rows.append(feats[offsets[j] : offsets[j + 1]])
     lengths = [len(r) for r in rows]
     feats_path = write_features(
-        dest, split, lengths, opened[0][0].shape[1],
+        dest, split, lengths, opened[0][0].shape[1:],
         (([i], [torch.from_numpy(np.array(r))]) for i, r in enumerate(rows)),
+        layers=feature_layers(parts[split][0], split),
     )
     remove_parts(parts)
     return feats_path, lengths
 
 
 def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Opens features written by :func:`write_features`: (T_total x C fp16 memmap, offsets
-    (N + 1,)), utterance i (manifest line i) being ``feats[offsets[i]:offsets[i + 1]]``."""
+    """Opens features written by :func:`write_features`: (T_total x C or T_total x K x C fp16
+    memmap, offsets (N + 1,)), utterance i (manifest line i) being ``feats[offsets[i]:offsets[i + 1]]``."""
     feats = np.load(os.path.join(dest, f"{split}.feats.npy"), mmap_mode="r")
     # not np.loadtxt, which warns on the empty file of a shard that got no batch
     with open(os.path.join(dest, f"{split}.lengths")) as f:
@@ -87,4 +99,21 @@ def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
     if offsets[-1] != len(feats):
         raise ValueError(f"{dest}/{split}.lengths sums to {offsets[-1]} frames but "
                          f"{split}.feats.npy holds {len(feats)}")
+    layers = feature_layers(dest, split)
+    if feats.ndim == 3 and (layers is None or len(layers) != feats.shape[1]):
+        raise ValueError(f"{dest}/{split}.feats.npy holds {feats.shape[1]} layers per frame but "
+                         f"{split}.layers names {layers}")
     return feats, offsets
+
+
+def feature_layers(dest: str, split: str) -> Optional[List[int]]:
+    """The layer indices of K-layer features (``{split}.layers``), or None for one layer."""
+    path = os.path.join(dest, f"{split}.layers")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read()
+    try:
+        return [int(i) for i in text.split()]
+    except ValueError:
+        raise ValueError(f"{path}: not a line of layer numbers: {text.strip()[:80]!r}") from None

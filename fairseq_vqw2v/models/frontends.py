@@ -7,7 +7,12 @@
 - ``units``: the codes of a frozen ``vq_wav2vec`` (or read from a ``.src`` folder), embedded by a
   learned table per group;
 - ``bert``: ``unit_bert`` features of those units, frozen (or fine-tuned), or read from files that
-  ``featurize`` wrote.
+  ``featurize`` wrote; ``--bert-layers`` picks the last layer (the paper's), layer N, or ``all``
+  (or a comma list): then the frontend gives B x T' x K x C, K hidden states per frame, which the
+  acoustic model sums with learned weights
+  (:class:`~fairseq_vqw2v.modules.layer_weights.WeightedLayerSum`).
+
+Every frontend has ``output_dim`` (C) and ``output_layers`` (K, 1 for B x T' x C).
 
 Frozen upstream models run in eval mode under ``torch.inference_mode()``; their weights stay out
 of the acoustic model's checkpoint (:class:`FrozenUpstreams`), which records the checkpoint files'
@@ -28,6 +33,8 @@ from .unit_bert import UnitBertFeaturizer
 logger = logging.getLogger(__name__)
 
 INPUT_KINDS = ("logmel", "wav2vec", "units", "bert")
+CONTINUOUS_INPUTS = ("wav2vec", "bert")
+"""The inputs that ``--input-norm`` normalises (log-mel normalises itself; units are embedded)."""
 
 
 def file_sha256(path: str) -> str:
@@ -103,7 +110,13 @@ def _frozen(fn):
     return wrapper
 
 
-class LogMelFrontend(nn.Module):
+class Frontend(nn.Module):
+    """``(source, lengths) -> (B x T' x C or B x T' x K x C, B frame lengths)``."""
+
+    output_layers = 1
+
+
+class LogMelFrontend(Frontend):
     """B x T audio -> B x T' x 80 normalised log-mel (25 ms window, 10 ms hop)."""
 
     def __init__(self):
@@ -115,7 +128,7 @@ class LogMelFrontend(nn.Module):
         return self.fbank(source, lengths)
 
 
-class Wav2vecFrontend(nn.Module):
+class Wav2vecFrontend(Frontend):
     """B x T audio -> B x T' x C aggregator output ``c`` of a frozen vq_wav2vec model."""
 
     def __init__(self, upstreams: FrozenUpstreams):
@@ -143,11 +156,13 @@ def _encode_units(upstreams: FrozenUpstreams, source, lengths
     return [c.clone() for c in codes], frames
 
 
-class UnitFrontend(nn.Module):
+class UnitFrontend(Frontend):
     """Discrete units -> a learned embedding per group, concatenated: B x T' x (G * dim / G).
 
     The source is audio (quantized by the frozen upstream) or, from a ``.src`` folder, codes
-    (B x T x G long) already.
+    (B x T x G long) already. Units are embedded frame by frame: de-duplicating them and expanding
+    the embeddings back by the durations would give the same frames, so there is no de-duplicated
+    variant of this frontend.
     """
 
     def __init__(self, num_vars: int, groups: int, embed_dim: int,
@@ -170,27 +185,31 @@ class UnitFrontend(nn.Module):
         return x.masked_fill(~frame_mask(lengths, x.size(1)).unsqueeze(-1), 0.0), lengths
 
 
-class BertFrontend(nn.Module):
-    """Units -> ``unit_bert`` features (B x T' x C): frozen, or fine-tuned end to end.
+class BertFrontend(Frontend):
+    """Units -> ``unit_bert`` features (B x T' x C, or B x T' x K x C for K layers): frozen, or
+    fine-tuned end to end.
 
-    The source is audio (quantized by the frozen vq_wav2vec) or codes from a ``.src`` folder.
-    Fine-tuning: BERT's parameters are trainable, but while ``num_updates < freeze_updates`` it
+    The source is audio (quantized by the frozen vq_wav2vec) or codes from a ``.src`` folder. A
+    BERT trained on de-duplicated units gets them so, its features expanded back to one per unit
+    frame (:class:`~fairseq_vqw2v.models.unit_bert.UnitBertFeaturizer`). Fine-tuning: BERT's parameters are trainable, but while ``num_updates < freeze_updates`` it
     runs without gradients (the optimizer skips parameters without a gradient).
     """
 
-    def __init__(self, bert, dictionary, upstreams: FrozenUpstreams, finetune: bool = False,
-                 freeze_updates: int = 0, layer: Optional[int] = None):
+    def __init__(self, featurizer: UnitBertFeaturizer, upstreams: FrozenUpstreams,
+                 finetune: bool = False, freeze_updates: int = 0):
         super().__init__()
         self.upstreams = upstreams
         self.finetune = finetune
         self.freeze_updates = freeze_updates
         self.num_updates = 0
         if finetune:
-            self.bert = bert  # trainable: a submodule of the acoustic model, in its checkpoint
+            # trainable: a submodule of the acoustic model, in its checkpoint
+            self.bert = featurizer.model
         else:
-            upstreams.add("bert", bert)
-        self.featurizer = UnitBertFeaturizer(bert, dictionary, layer)
+            upstreams.add("bert", featurizer.model)
+        self.featurizer = featurizer
         self.output_dim = self.featurizer.dim
+        self.output_layers = len(self.featurizer.layers)
 
     def set_num_updates(self, num_updates):
         self.num_updates = num_updates
@@ -217,12 +236,13 @@ def _pad(tensors: List[torch.Tensor]) -> torch.Tensor:
     return nn.utils.rnn.pad_sequence(tensors, batch_first=True)
 
 
-class PrecomputedFrontend(nn.Module):
-    """Features read from disk (B x T x C): passed through."""
+class PrecomputedFrontend(Frontend):
+    """Features read from disk (B x T x C, or B x T x K x C for K layers): passed through."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, layers: int = 1):
         super().__init__()
         self.output_dim = dim
+        self.output_layers = layers
 
     def forward(self, source, lengths):
         return source, lengths

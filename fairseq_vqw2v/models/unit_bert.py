@@ -8,7 +8,7 @@ fly) both go through :class:`UnitBertFeaturizer`, so they agree exactly.
 import os
 import threading
 from dataclasses import dataclass, field, fields
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -17,6 +17,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
 from ..checkpoint import check_model_config, load_fairseq_checkpoint
+from ..data.dedup import dedup, expand
 from ..data.unit_files import (add_mask, codes_to_tokens, dictionary_from_state,
                                load_unit_dictionary)
 from ..errors import MissingInputError
@@ -94,6 +95,12 @@ class UnitBertModel(BaseFairseqModel):
             raise ValueError(f"layer must be in 1..{len(self.encoder.layers)}, got {layer}")
         return self.encoder(src_tokens, num_layers=layer)[0]
 
+    def hidden_states(self, src_tokens: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+        """src_tokens: B x T -> B x T x K x C hidden states of the K ``layers`` (0 is the
+        embeddings' output after their LayerNorm, i the output of Transformer layer i)."""
+        _, states = self.encoder(src_tokens, num_layers=max(layers), return_all=True)
+        return torch.stack([states[i] for i in layers], dim=2)
+
     def max_positions(self):
         return self.cfg.max_positions
 
@@ -101,6 +108,25 @@ class UnitBertModel(BaseFairseqModel):
 UNIT_DICTIONARY_STATE = "unit_dictionary"
 """Key of the task state in which ``unit_mlm`` checkpoints carry their dictionary (``<mask>``
 included)."""
+
+
+def bert_layer_indices(spec: str, num_layers: int) -> List[int]:
+    """``--bert-layers``/``--layers`` -> hidden-state indices (0: the embeddings' output, i:
+    Transformer layer i): ``last`` (the paper's), a layer ``N``, a comma list ``0,4,8`` or ``all``
+    (the embeddings and every layer, for a learned weighted sum as SUPERB's featurizer)."""
+    if spec == "last":
+        return [num_layers]
+    if spec == "all":
+        return list(range(num_layers + 1))
+    try:
+        layers = [int(part) for part in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"BERT layers {spec!r}: give last, all, a layer number or a comma list "
+                         f"of them") from None
+    if not all(0 <= i <= num_layers for i in layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"BERT layers {spec!r}: distinct layers in 0..{num_layers} (0 is the "
+                         f"embeddings' output), this BERT has {num_layers} Transformer layers")
+    return layers
 
 
 def find_dictionary(checkpoint: str, cfg) -> str:
@@ -120,6 +146,12 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     its dictionary: the one it carries (``unit_mlm`` checkpoints), else ``dict.txt`` beside the
     checkpoint or in the task's data folder, with ``<mask>`` appended as the task does. Returns
     the model in eval mode on CPU."""
+    model, dictionary, _ = _load_unit_bert(path)
+    return model, dictionary
+
+
+def _load_unit_bert(path: str):
+    """:func:`load_unit_bert` and the checkpoint's task config."""
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
     check_model_config(cfg["model"], (UnitBertModel,), path, hint="convert roberta checkpoints "
@@ -135,44 +167,55 @@ def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
         add_mask(dictionary)
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)
-    return model.eval(), dictionary
+    return model.eval(), dictionary, cfg.get("task") or {}
 
 
 class UnitBertFeaturizer:
-    """Frozen ``unit_bert`` features of unit sequences: one C-dim vector per unit frame.
+    """Frozen ``unit_bert`` features of unit sequences: per unit frame, one C-dim vector (one
+    layer) or K x C (the K layers asked for).
 
     Utterances longer than the model's ``max_positions`` (minus ``<s>``/``</s>``) are cut into
     consecutive windows, each framed and encoded on its own, and the windows' features are
     concatenated: frames near a window edge see less context than in one long pass, which the
     model could not do anyway (learned positions stop at ``max_positions``).
 
+    A BERT trained on de-duplicated units (``unit_mlm --dedup-units``, recorded in its checkpoint's
+    task config and read by :meth:`from_checkpoint`) reads each utterance with consecutive repeats
+    merged (:mod:`fairseq_vqw2v.data.dedup`; windows cut the merged sequence), and its features
+    are expanded back by the durations: T frames of units always give T feature frames.
+
     Args:
         model, dictionary: from :func:`load_unit_bert`.
-        layer: Transformer layer whose output is taken (1-based; default the last one, which is
-            what the paper's acoustic models use).
+        layers: the hidden states taken (:func:`bert_layer_indices`); default ``last``, what the
+            paper's acoustic models use.
         max_tokens: tokens per forward pass (windows are batched up to this).
+        dedup_units: the model was trained on de-duplicated units.
     """
 
     # featurize computes batches in threads (cli.map_batches); one lock for the class, which a
     # deep copy of a model holding a featurizer leaves alone (a lock cannot be copied)
     _counting = threading.Lock()
 
-    def __init__(self, model: UnitBertModel, dictionary: Dictionary, layer: Optional[int] = None,
-                 max_tokens: int = 16384):
+    def __init__(self, model: UnitBertModel, dictionary: Dictionary, layers: str = "last",
+                 max_tokens: int = 16384, dedup_units: bool = False):
         self.model = model.eval()
+        self.dedup_units = dedup_units
         self.dictionary = dictionary
-        self.layer = layer
+        self.layers = bert_layer_indices(layers, len(model.encoder.layers))
         self.max_tokens = max_tokens
         self.window = model.max_positions() - 2
         self.dim = model.cfg.encoder_embed_dim
+        # per frame: C (one layer) or K x C
+        self.frame_shape = (self.dim,) if len(self.layers) == 1 else (len(self.layers), self.dim)
         # units mapped by token_ids so far, and how many of them the dictionary lacked (<unk>)
         self.units_seen = 0
         self.units_unknown = 0
 
     @classmethod
-    def from_checkpoint(cls, path: str, layer: Optional[int] = None, device: str = "cpu"):
-        model, dictionary = load_unit_bert(path)
-        return cls(model.to(device), dictionary, layer)
+    def from_checkpoint(cls, path: str, layers: str = "last", device: str = "cpu"):
+        model, dictionary, task_cfg = _load_unit_bert(path)
+        return cls(model.to(device), dictionary, layers,
+                   dedup_units=bool(task_cfg.get("dedup_units", False)))
 
     def token_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """T x G codes (as ``extract_features()['idx']``) -> T dictionary ids (unseen -> unk,
@@ -187,11 +230,19 @@ class UnitBertFeaturizer:
 
     @torch.no_grad()
     def __call__(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
-        """List of T_b unit-id tensors -> list of T_b x C float features (on the model's device)."""
+        """List of T_b unit-id tensors -> list of T_b x C (one layer) or T_b x K x C float
+        features (on the model's device)."""
         return self.features(utterances)
 
     def features(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
         """:meth:`__call__` with autograd left as the caller set it (for fine-tuning BERT)."""
+        if self.dedup_units:
+            runs = [dedup(ids) for ids in utterances]  # (T'_b ids, T'_b durations)
+            feats = self._features([ids for ids, _ in runs])
+            return [expand(f, durations) for f, (_, durations) in zip(feats, runs)]
+        return self._features(utterances)
+
+    def _features(self, utterances: List[torch.Tensor]) -> List[torch.Tensor]:
         device = next(self.model.parameters()).device
         bos, eos, pad = self.dictionary.bos(), self.dictionary.eos(), self.dictionary.pad()
         windows = []  # (utterance, tokens of the framed window)
@@ -204,10 +255,11 @@ class UnitBertFeaturizer:
         for b in range(0, len(windows), per_batch):
             batch = windows[b : b + per_batch]
             tokens = data_utils.collate_tokens([w for _, w in batch], pad).to(device)
-            feats = self.model.extract_features(tokens, layer=self.layer)
+            feats = self.model.hidden_states(tokens, self.layers)  # B x T x K x C
             for (u, w), f in zip(batch, feats):
                 pieces[u].append(f[1 : len(w) - 1])
-        return [torch.cat(p) if p else torch.zeros(0, self.dim, device=device) for p in pieces]
+        # T_b x K x C -> T_b x C for one layer
+        return [torch.cat(p).view(-1, *self.frame_shape) for p in pieces]
 
     def from_audio(self, vq_model, source: torch.Tensor,
                    padding_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:

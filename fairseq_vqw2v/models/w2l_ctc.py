@@ -1,8 +1,22 @@
 """``w2l_ctc``: a wav2letter-style convolutional acoustic model with a CTC output layer.
 
 frontend (log-mel | frozen wav2vec ``c`` | unit embeddings | frozen or fine-tuned BERT features,
-see :mod:`.frontends`) -> dropout -> :class:`~fairseq_vqw2v.modules.w2l_conv.W2lConvStack` ->
-linear layer to the label dictionary (the CTC blank is its ``<s>``).
+see :mod:`.frontends`) -> input norm -> dropout ->
+:class:`~fairseq_vqw2v.modules.w2l_conv.W2lConvStack` -> linear layer to the label dictionary
+(the CTC blank is its ``<s>``).
+
+``--input-norm`` normalises the continuous inputs (wav2vec ``c`` and BERT features, cached or
+computed on the fly; :class:`~fairseq_vqw2v.modules.input_norm.InputNorm`): ``utterance`` (the
+default) per utterance and channel over the valid frames, as the log-mel frontend normalises its
+filterbanks; ``frame`` a LayerNorm over the channels of each frame; ``none`` raw. Log-mel (already
+normalised) and unit embeddings (learned) are left alone. Models saved before the option existed
+read their inputs raw and keep doing so.
+
+``--bert-layers`` (``--input bert``) picks the BERT hidden states read: ``last`` (the paper's),
+a layer ``N`` (0: the embeddings' output; ``--bert-layer N`` is the older spelling), a comma list
+or ``all``; with several, a learned softmax-weighted sum of them (weights start equal, as SUPERB's
+featurizer) comes before the input norm. Cached features carry their layers (``featurize
+--layers``): the model learns weights over the K layers of its feature files.
 
 The paper trained wav2letter acoustic models with the ASG criterion; we train them with CTC.
 """
@@ -17,6 +31,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from omegaconf import II
 
+from ..modules.input_norm import INPUT_NORMS, InputNorm
+from ..modules.layer_weights import WeightedLayerSum
 from ..modules.w2l_conv import (
     ACTIVATIONS,
     W2L_TIMIT_LAYERS,
@@ -27,7 +43,7 @@ from ..modules.w2l_conv import (
 from ..precision import compile_in_place
 from . import frontends
 from ._arch import set_arch_defaults
-from .unit_bert import load_unit_bert
+from .unit_bert import UnitBertFeaturizer
 from .vq_wav2vec import codebook_shape, load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
@@ -46,11 +62,22 @@ class W2lCtcConfig(FairseqDataclass):
     )
     weight_norm: bool = field(default=False, metadata={"help": "weight-normalise every conv"})
     input_dropout: float = field(default=0.0, metadata={"help": "dropout on the frontend output"})
+    input_norm: ChoiceEnum(INPUT_NORMS) = field(
+        default="utterance",
+        metadata={"help": "--input wav2vec or bert: normalise the features per utterance and "
+                  "channel over the valid frames (utterance), by a LayerNorm per frame with "
+                  "learned gain and bias (frame), or not at all (none)"},
+    )
     unit_embed_dim: int = field(
         default=256, metadata={"help": "--input units: embedding size (split over the G groups)"}
     )
+    bert_layers: str = field(
+        default="last",
+        metadata={"help": "--input bert: the hidden states read: last, N (0: the embeddings' "
+                  "output), a comma list or all (several: a learned weighted sum)"},
+    )
     bert_layer: Optional[int] = field(
-        default=None, metadata={"help": "--input bert: Transformer layer to use (default last)"}
+        default=None, metadata={"help": "older spelling of --bert-layers N"}
     )
     finetune_upstream: bool = field(
         default=False,
@@ -73,6 +100,10 @@ class W2lCtcConfig(FairseqDataclass):
     )
     source_dim: int = field(
         default=0, metadata={"help": "set by the task: feature size of cached features"}
+    )
+    feature_layers: str = field(
+        default="", metadata={"help": "set by the task: BERT layers of cached K-layer features "
+                              "(comma list; empty: one layer)"}
     )
     unit_vars: int = field(
         default=0, metadata={"help": "set by the task: codebook size of a units folder"}
@@ -112,7 +143,8 @@ def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
     if cfg.input not in frontends.INPUT_KINDS:
         raise ValueError(f"--input must be one of {frontends.INPUT_KINDS}, got {cfg.input!r}")
     if cfg.source_kind == "features":
-        return frontends.PrecomputedFrontend(cfg.source_dim)
+        layers = len(cfg.feature_layers.split(",")) if cfg.feature_layers else 1
+        return frontends.PrecomputedFrontend(cfg.source_dim, layers)
     if cfg.input == "logmel":
         return frontends.LogMelFrontend()
     upstreams = frontends.FrozenUpstreams()
@@ -130,11 +162,19 @@ def build_frontend(cfg: W2lCtcConfig) -> nn.Module:
             num_vars, groups = cfg.unit_vars, cfg.unit_groups
         return frontends.UnitFrontend(num_vars, groups, cfg.unit_embed_dim, upstreams)
     path = _checked_path(cfg.bert, cfg.bert_sha256, "--bert", "bert")
-    bert, dictionary = load_unit_bert(path)
-    return frontends.BertFrontend(
-        bert, dictionary, upstreams, finetune=cfg.finetune_upstream,
-        freeze_updates=cfg.freeze_upstream_updates, layer=cfg.bert_layer,
-    )
+    featurizer = UnitBertFeaturizer.from_checkpoint(path, bert_layers(cfg))
+    return frontends.BertFrontend(featurizer, upstreams, finetune=cfg.finetune_upstream,
+                                  freeze_updates=cfg.freeze_upstream_updates)
+
+
+def bert_layers(cfg: W2lCtcConfig) -> str:
+    """``--bert-layers``, or its older spelling ``--bert-layer N``."""
+    if cfg.bert_layer is None:
+        return cfg.bert_layers
+    if cfg.bert_layers != "last":
+        raise ValueError(f"give --bert-layers {cfg.bert_layers} or --bert-layer {cfg.bert_layer}, "
+                         "not both")
+    return str(cfg.bert_layer)
 
 
 @register_model("w2l_ctc", dataclass=W2lCtcConfig)
@@ -146,6 +186,10 @@ class W2lCtcModel(BaseFairseqModel):
         super().__init__()
         self.cfg = cfg
         self.frontend = build_frontend(cfg)
+        layers = self.frontend.output_layers
+        self.layer_weights = WeightedLayerSum(layers) if layers > 1 else None
+        continuous = cfg.input in frontends.CONTINUOUS_INPUTS
+        self.input_norm = InputNorm(cfg.input_norm if continuous else "none", self.frontend.output_dim)
         self.dropout = nn.Dropout(cfg.input_dropout)
         self.body = W2lConvStack(
             self.frontend.output_dim, cfg.conv_layers, activation=cfg.activation,
@@ -159,12 +203,19 @@ class W2lCtcModel(BaseFairseqModel):
     def build_model(cls, cfg: W2lCtcConfig, task):
         return cls(cfg, len(task.target_dictionary))
 
+    def features(self, source: torch.Tensor, source_lengths: torch.Tensor):
+        """What the conv stack reads: (B x T x C normalised frontend output, B valid frames)."""
+        x, lengths = self.frontend(source, source_lengths)
+        if self.layer_weights is not None:
+            x = self.layer_weights(x)  # B x T x K x C -> B x T x C
+        x = self.input_norm(x, lengths)
+        # log-mel features are fp32; the weights are fp16 in fairseq's --fp16
+        return x.to(self.output.weight.dtype), lengths
+
     def forward(self, source: torch.Tensor, source_lengths: torch.Tensor):
         """-> dict ``logits`` (B x T' x V), ``lengths`` (B valid frames), ``padding_mask``
         (B x T', True on padding)."""
-        x, lengths = self.frontend(source, source_lengths)
-        # log-mel features are fp32; the weights are fp16 in fairseq's --fp16
-        x = x.to(self.output.weight.dtype)
+        x, lengths = self.features(source, source_lengths)
         x, lengths = self.body(self.dropout(x), lengths)
         logits = self.output(x)
         padding_mask = torch.arange(logits.size(1), device=logits.device)[None, :] >= lengths[:, None]

@@ -16,7 +16,8 @@ import os
 import sys
 import time
 
-from .pipeline import DEMO_SYSTEMS, PRESETS, Layout, build_stages, default_labels, demo_stages
+from .pipeline import (DEMO_SYSTEMS, PRESETS, Layout, build_seed_stages, chain_name, default_labels,
+                       demo_stages)
 from .stages import Runner, select, tool_path_env, write_commands
 from .tables import best_row, write_tables
 
@@ -63,6 +64,13 @@ def corpus_summary(corpus: str) -> dict:
     return facts
 
 
+def _for_seeds(patterns, seeds):
+    """``--stages`` globs for every chain: ``am/*`` also selects ``seed2/am/*`` and so on."""
+    prefixes = [chain_name(seed, seeds[0]) for seed in seeds]
+    return [f"{p}/{g}" if p else g for g in patterns for p in prefixes
+            if not (p and g.split("/")[0] in ("corpus", "lm"))]
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fairseq_vqw2v.reproduce",
                                      description=__doc__.split("\n\n")[0])
@@ -76,7 +84,13 @@ def parse_args(argv=None):
     parser.add_argument("--preset", choices=sorted(PRESETS), default="embedded")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
                         help="override a preset field (repeatable), e.g. am_updates=200")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the embedded corpus and of the first training chain")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="training chains (pretraining, units, BERT, features, acoustic "
+                        "models, decoding) with seeds SEED, SEED+1, ...: the tables report each "
+                        "acoustic-model row as mean and standard deviation over the chains; the "
+                        "first chain is OUT/ itself, the others OUT/seed{s}/ (corpus and LMs shared)")
     parser.add_argument("--stages", help="comma-separated globs of stage names to run (with the "
                         "stages they need), e.g. 'pretrain/*,units/*'")
     parser.add_argument("--demo", action="store_true",
@@ -91,6 +105,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.demo and args.stages:
         parser.error("--demo selects the stages itself: give --demo or --stages, not both")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     return args
 
 
@@ -120,9 +136,11 @@ def main(argv=None) -> int:
         return 2
     layout = Layout(out=out, corpus=corpus, lm_text=lm_text, user_dir=_display(PACKAGE_DIR),
                     labels=labels, embedded=embedded, seed=args.seed)
+    seeds = list(range(args.seed, args.seed + args.seeds))
     try:
-        every_stage = build_stages(layout, preset)
-        patterns = demo_stages() if args.demo else args.stages.split(",") if args.stages else None
+        every_stage = build_seed_stages(layout, preset, seeds)
+        patterns = (demo_stages(seeds) if args.demo
+                    else _for_seeds(args.stages.split(","), seeds) if args.stages else None)
         stages = select(every_stage, patterns)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -148,9 +166,11 @@ def main(argv=None) -> int:
     # the tables show every stage that is complete, run now or before (not only --stages)
     records = Runner(out, every_stage, env)
     logs = {s.name: records.log_path(s) for s in every_stage if s.commands[-1].trains}
-    config = {"preset": preset.settings(), "labels": labels, "seed": args.seed,
+    config = {"preset": preset.settings(), "labels": labels, "seeds": seeds,
               "lm_text": lm_text, "jobs": args.jobs, "OMP_NUM_THREADS": threads}
-    tables, letters = write_tables(out, config, corpus_summary(corpus), records.elapsed(), logs)
+    chains = [chain_name(seed, seeds[0]) for seed in seeds]
+    tables, letters = write_tables(out, config, corpus_summary(corpus), records.elapsed(), logs,
+                                   chains, am_updates=preset.am_updates)
     best = best_row(letters)
     elapsed = time.time() - start
     print(f"reproduce {'done' if ok else 'STOPPED'} in {elapsed / 60:.1f} min: "

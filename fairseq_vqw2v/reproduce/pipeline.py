@@ -49,9 +49,10 @@ DEMO_SYSTEMS = ("logmel", "wav2vec", "gumbel", "gumbel_bert")
 """The rows ``make demo`` runs: the paper's letters table (Table 1) without the k-means rows."""
 
 
-def demo_stages() -> List[str]:
-    """Stage names that, with what they need, make the demo's letters table."""
-    return [f"decode/ltr/{s}" for s in DEMO_SYSTEMS]
+def demo_stages(seeds: Sequence[int] = (1,)) -> List[str]:
+    """Stage names that, with what they need, make the demo's letters table (for each seed)."""
+    prefixes = [chain_name(seed, seeds[0]) for seed in seeds]
+    return [f"{p}/decode/ltr/{s}" if p else f"decode/ltr/{s}" for p in prefixes for s in DEMO_SYSTEMS]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class Preset:
     am_arch: Dict[str, str]
     am_updates: int
     am_flags: List[str]
+    am_continuous_flags: List[str]
+    """Acoustic-model flags for the continuous learned inputs (wav2vec's c, BERT features)."""
+    am_validations: int
+    """Validations per acoustic-model training: the points of the valid-error curves."""
+    featurize_flags: List[str]
+    """Flags of every BERT featurize command (which layers are cached)."""
     beam: int
     lm_weights: str
     word_scores: str
@@ -125,6 +132,9 @@ EMBEDDED = Preset(
         "--max-tokens", "12000", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "cosine",
         "--warmup-updates", "50", "--warmup-init-lr", "1e-7", "--min-lr", "1e-5",
     ],
+    am_continuous_flags=[],
+    am_validations=8,
+    featurize_flags=[],
     beam=50,
     lm_weights="0.5,1,2,3",
     word_scores="-1,0,1",
@@ -172,6 +182,9 @@ PAPER = Preset(
         "--max-tokens", "20000", "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "cosine",
         "--warmup-updates", "1000", "--warmup-init-lr", "1e-7", "--min-lr", "1e-6",
     ],
+    am_continuous_flags=[],
+    am_validations=20,
+    featurize_flags=[],
     beam=50,
     lm_weights="0,0.5,1,1.5,2,3,4",
     word_scores="-2,-1,0,1",
@@ -193,7 +206,14 @@ PRESETS = {p.name: p for p in (EMBEDDED, PAPER)}
 
 @dataclass
 class Layout:
-    """Where things are: the output root, the corpus (manifests + labels), the LM text."""
+    """Where things are: the output root, the corpus (manifests + labels), the LM text.
+
+    ``seed`` seeds every training of one chain (pretraining -> units -> BERT -> features ->
+    acoustic models -> decoding); the corpus and the LMs, which no chain trains, are shared by
+    all chains. The first chain's stages are named and stored as ever (``pretrain/gumbel`` in
+    ``OUT/pretrain/gumbel``); another seed's chain is ``seed{s}/pretrain/gumbel`` in
+    ``OUT/seed{s}/pretrain/gumbel`` (:func:`build_seed_stages`).
+    """
 
     out: str
     corpus: str
@@ -202,9 +222,25 @@ class Layout:
     labels: Sequence[str] = LABELS
     embedded: bool = True
     seed: int = 1
+    chain: str = ""
+    """Subfolder and stage-name prefix of this seed's chain ("" for the first seed)."""
 
     def path(self, *parts: str) -> str:
+        """A shared output (the corpus, the LMs)."""
         return os.path.join(self.out, *parts)
+
+    def chain_path(self, *parts: str) -> str:
+        """An output of this seed's chain."""
+        return os.path.join(self.out, self.chain, *parts)
+
+    def name(self, stage: str) -> str:
+        """The name of this seed's stage ``stage``."""
+        return f"{self.chain}/{stage}" if self.chain else stage
+
+
+def chain_name(seed: int, first_seed: int) -> str:
+    """The chain prefix of ``seed`` when ``first_seed`` is the run's first seed."""
+    return "" if seed == first_seed else f"seed{seed}"
 
 
 def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int) -> List[str]:
@@ -220,25 +256,30 @@ def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int)
     ]
 
 
-def _validation(updates: int) -> List[str]:
-    """Validate four times per run, on update counts (epochs of tiny corpora are short)."""
-    return ["--validate-interval", "1000000", "--validate-interval-updates", str(max(1, updates // 4))]
+def _validation(updates: int, times: int = 4) -> List[str]:
+    """Validate ``times`` times per run, on update counts (epochs of tiny corpora are short)."""
+    return ["--validate-interval", "1000000",
+            "--validate-interval-updates", str(max(1, updates // times))]
 
 
 def _train_stage(name, layout, preset, data, updates, flags, inputs=(), after=()) -> Stage:
-    save = layout.path(name)
+    """A fairseq-train stage of this seed's chain (``name`` and ``inputs`` without the prefix)."""
+    save = layout.chain_path(name)
     argv = ["fairseq-train", data, *flags, *_fairseq_common(layout, preset, save, updates)]
     last = os.path.join(save, "checkpoint_last.pt")
-    return Stage(name, save, [Command(argv, trains=(last, updates))], [last],
+    return Stage(layout.name(name), save, [Command(argv, trains=(last, updates))], [last],
                  inputs=list(inputs), after=list(after))
 
 
 def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
-    """Every stage of the reproduction, inputs before the stages that read them."""
+    """Every stage of one seed's reproduction, inputs before the stages that read them; the
+    shared stages (corpus, LMs) only in the first seed's (``layout.chain == ""``)."""
     stages: List[Stage] = []
     corpus, device = layout.corpus, preset.device
-    corpus_inputs = []
-    if layout.embedded:
+    first = not layout.chain
+    P, N = layout.chain_path, layout.name  # this chain's paths and stage names
+    corpus_inputs = ["corpus"] if layout.embedded else []
+    if layout.embedded and first:
         stages.append(Stage(
             "corpus", corpus,
             [Command(["python", "-m", "manifests.synth", "--out", corpus, "--hours",
@@ -246,7 +287,6 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                       "--lm-words", str(preset.corpus_lm_words)])],
             [os.path.join(corpus, "corpus.json")],
         ))
-        corpus_inputs = ["corpus"]
 
     # 1. pretraining, one run per quantizer (the critical path first: units and BERT wait on it)
     for q in QUANTIZERS + ("wav2vec",):
@@ -261,49 +301,49 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
 
     # 2. units of every split with both quantizers, and the log-mel k-means baseline units
     for q in QUANTIZERS:
-        dest = layout.path("units", q)
+        dest = P("units", q)
         stages.append(Stage(
-            f"units/{q}", dest,
+            N(f"units/{q}"), dest,
             [Command(["python", "-m", "fairseq_vqw2v.cli.quantize", "--checkpoint",
-                      layout.path("pretrain", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
+                      P("pretrain", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
                       "--splits", ",".join(SPLITS), "--dest", dest, "--device", device, "--report"])],
             [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
-            inputs=[f"pretrain/{q}"],
+            inputs=[N(f"pretrain/{q}")],
         ))
-    dest = layout.path("units", LOGMEL_UNITS)
+    dest = P("units", LOGMEL_UNITS)
     stages.append(Stage(
-        f"units/{LOGMEL_UNITS}", dest,
+        N(f"units/{LOGMEL_UNITS}"), dest,
         [Command(["python", "-m", "fairseq_vqw2v.reproduce.logmel_units", "--manifest-dir", corpus,
                   "--splits", ",".join(SPLITS), "--dest", dest, "--seed", str(layout.seed),
-                  "--clusters-like", layout.path("units", "gumbel", "train.usage.json")])],
+                  "--clusters-like", P("units", "gumbel", "train.usage.json")])],
         [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
-        inputs=["units/gumbel"],
+        inputs=[N("units/gumbel")],
     ))
 
     # 3. a BERT on each unit inventory, and cached features for the two quantizers
     for u in QUANTIZERS + (LOGMEL_UNITS,):
         stages.append(_train_stage(
-            f"bert/{u}", layout, preset, layout.path("units", u), preset.bert_updates,
+            f"bert/{u}", layout, preset, P("units", u), preset.bert_updates,
             ["--task", "unit_mlm", "--arch", preset.bert_arch[u], "--criterion", "span_mlm",
              *preset.bert_flags, "--total-num-update", str(preset.bert_updates),
              *_validation(preset.bert_updates)],
-            inputs=[f"units/{u}"],
+            inputs=[N(f"units/{u}")],
         ))
     # cached acoustic-model inputs: wav2vec's c, and BERT features of each unit inventory
     sources = {
-        "wav2vec": (["--vq-checkpoint", layout.path("pretrain", "wav2vec", "checkpoint_last.pt")],
-                    ["pretrain/wav2vec"]),
-        **{q: (["--vq-checkpoint", layout.path("pretrain", q, "checkpoint_last.pt"),
-                "--bert-checkpoint", layout.path("bert", q, "checkpoint_last.pt")],
-               [f"pretrain/{q}", f"bert/{q}"]) for q in QUANTIZERS},
-        LOGMEL_UNITS: (["--units-dir", layout.path("units", LOGMEL_UNITS), "--bert-checkpoint",
-                        layout.path("bert", LOGMEL_UNITS, "checkpoint_last.pt")],
-                       [f"units/{LOGMEL_UNITS}", f"bert/{LOGMEL_UNITS}"]),
+        "wav2vec": (["--vq-checkpoint", P("pretrain", "wav2vec", "checkpoint_last.pt")],
+                    [N("pretrain/wav2vec")]),
+        **{q: (["--vq-checkpoint", P("pretrain", q, "checkpoint_last.pt"),
+                "--bert-checkpoint", P("bert", q, "checkpoint_last.pt"), *preset.featurize_flags],
+               [N(f"pretrain/{q}"), N(f"bert/{q}")]) for q in QUANTIZERS},
+        LOGMEL_UNITS: (["--units-dir", P("units", LOGMEL_UNITS), "--bert-checkpoint",
+                        P("bert", LOGMEL_UNITS, "checkpoint_last.pt"), *preset.featurize_flags],
+                       [N(f"units/{LOGMEL_UNITS}"), N(f"bert/{LOGMEL_UNITS}")]),
     }
     for name, (flags, inputs) in sources.items():
-        dest = layout.path("features", name)
+        dest = P("features", name)
         stages.append(Stage(
-            f"features/{name}", dest,
+            N(f"features/{name}"), dest,
             [Command(["python", "-m", "fairseq_vqw2v.cli.featurize", *flags, "--manifest-dir",
                       corpus, "--split", s, "--dest", dest, "--device", device],
                      creates=os.path.join(dest, f"{s}.lengths")) for s in SPLITS],
@@ -312,16 +352,16 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         ))
 
     # 4. acoustic models; the first of each label kind writes the corpus's label dictionary
-    #    when it lacks one, so the others wait for it
+    #    when it lacks one, so the others (and the other seeds' chains) wait for it
     def cached(name):
-        return ["--features", layout.path("features", name)], [f"features/{name}"]
+        return ["--features", P("features", name)], [N(f"features/{name}")]
 
     system_inputs = {
         "logmel": ([], corpus_inputs),
         "wav2vec": cached("wav2vec"),
-        "gumbel": (["--units-dir", layout.path("units", "gumbel")], ["units/gumbel"]),
+        "gumbel": (["--units-dir", P("units", "gumbel")], [N("units/gumbel")]),
         "gumbel_bert": cached("gumbel"),
-        "kmeans": (["--units-dir", layout.path("units", "kmeans")], ["units/kmeans"]),
+        "kmeans": (["--units-dir", P("units", "kmeans")], [N("units/kmeans")]),
         "kmeans_bert": cached("kmeans"),
         "logmel_kmeans_bert": cached(LOGMEL_UNITS),
     }
@@ -332,21 +372,24 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         # would win; LER falls from the first letters it gets right.
         metric = "ler" if labels == "ltr" else "per"
         for system, (flags, inputs) in system_inputs.items():
+            writes_dict = system == "logmel" and first
             stages.append(_train_stage(
                 f"am/{labels}/{system}", layout, preset, corpus, preset.am_updates,
                 ["--task", "vqw2v_asr", "--labels", labels, "--input", kinds.get(system, "bert"),
                  *flags, "--arch", preset.am_arch[labels], "--criterion", "ctc_asr",
+                 *(preset.am_continuous_flags if system != "logmel" and kinds.get(system) != "units"
+                   else []),
                  *preset.am_flags, "--best-checkpoint-metric", metric,
-                 *_validation(preset.am_updates)],
+                 *_validation(preset.am_updates, preset.am_validations)],
                 inputs=corpus_inputs + inputs,
-                after=[] if system == "logmel" else [f"am/{labels}/logmel"],
+                after=[] if writes_dict else [f"am/{labels}/logmel"],
             ))
 
-    # 5. language models from the corpus's LM text
+    # 5. language models from the corpus's LM text (shared by every seed's chain)
     lm_dir = layout.path("lm", "4gram")
     letter_dict = os.path.join(corpus, "dict.ltr.txt")
     has_letters = "ltr" in layout.labels
-    if has_letters:
+    if has_letters and first:
         stages.append(Stage(
             "lm/4gram", lm_dir,
             [Command(["python", "-m", "fairseq_vqw2v.cli.lm", "ngram", layout.lm_text, lm_dir,
@@ -375,13 +418,13 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
 
     # 6. decoding valid and test: greedy, and with the 4-gram tuned on valid
     kenlm_flags = ["--lexicon", os.path.join(lm_dir, "lexicon.txt"),
-                "--decoder-lm", os.path.join(lm_dir, "lm.bin"), "--beam", str(preset.beam)]
+                   "--decoder-lm", os.path.join(lm_dir, "lm.bin"), "--beam", str(preset.beam)]
     for labels in layout.labels:
         for system in system_inputs:
-            am = layout.path("am", labels, system, "checkpoint_best.pt")
-            dest = layout.path("decode", labels, system)
+            am = P("am", labels, system, "checkpoint_best.pt")
+            dest = P("decode", labels, system)
             commands = [_generate(layout, preset, am, labels, split, "viterbi", dest) for split in EVAL_SPLITS]
-            inputs = [f"am/{labels}/{system}"]
+            inputs = [N(f"am/{labels}/{system}")]
             if labels == "ltr":
                 tuned = os.path.join(dest, "kenlm.tuned.json")
                 commands.append(_tune(corpus, am, "kenlm", kenlm_flags, preset.lm_weights,
@@ -389,11 +432,11 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                 commands += [_generate(layout, preset, am, labels, split, "kenlm", dest, *kenlm_flags,
                                        "--decoder-settings", tuned) for split in EVAL_SPLITS]
                 inputs.append("lm/4gram")
-            stages.append(Stage(f"decode/{labels}/{system}", dest, commands,
+            stages.append(Stage(N(f"decode/{labels}/{system}"), dest, commands,
                                 [c.creates for c in commands], inputs=inputs))
     if has_letters:
-        am = layout.path("am", "ltr", CHARLM_SYSTEM, "checkpoint_best.pt")
-        dest = layout.path("decode", "ltr", f"{CHARLM_SYSTEM}_charlm")
+        am = P("am", "ltr", CHARLM_SYSTEM, "checkpoint_best.pt")
+        dest = P("decode", "ltr", f"{CHARLM_SYSTEM}_charlm")
         flags = ["--charlm-type", "fconv", "--decoder-lm",
                  os.path.join(layout.path("lm", "charlm", "ckpt"), "checkpoint_last.pt"),
                  "--lexicon", os.path.join(lm_dir, "lexicon.txt"), "--beam", str(preset.charlm_beam)]
@@ -402,9 +445,19 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                           preset.charlm_word_scores, tuned)]
         commands += [_generate(layout, preset, am, "ltr", split, "charlm", dest, *flags,
                                "--decoder-settings", tuned) for split in EVAL_SPLITS]
-        stages.append(Stage(f"decode/ltr/{CHARLM_SYSTEM}_charlm", dest, commands,
+        stages.append(Stage(N(f"decode/ltr/{CHARLM_SYSTEM}_charlm"), dest, commands,
                             [c.creates for c in commands],
-                            inputs=[f"am/ltr/{CHARLM_SYSTEM}", "lm/4gram", "lm/charlm"]))
+                            inputs=[N(f"am/ltr/{CHARLM_SYSTEM}"), "lm/4gram", "lm/charlm"]))
+    return stages
+
+
+def build_seed_stages(layout: Layout, preset: Preset, seeds: Sequence[int]) -> List[Stage]:
+    """The stages of one chain per seed: the first seed's as :func:`build_stages` names them,
+    then each other seed's under ``seed{s}/`` (sharing the corpus and the LMs)."""
+    stages: List[Stage] = []
+    for seed in seeds:
+        chain = dataclasses.replace(layout, seed=seed, chain=chain_name(seed, seeds[0]))
+        stages += build_stages(chain, preset)
     return stages
 
 

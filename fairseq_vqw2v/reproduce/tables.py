@@ -9,9 +9,14 @@ and ``error_rates.png`` (test error rate by system, with and without LM).
 """
 
 import json
+import math
 import os
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
+from ..data.dedup import dedup_numpy
 from ..decoding.results import collect, plot
 from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS
 
@@ -146,23 +151,165 @@ def units_table(usage: Dict[str, Dict]) -> List[str]:
                    "phone purity", "log-mel k-means PNMI (same k)"], rows)
 
 
-def training_curves(log_path: str) -> List[Tuple[int, float]]:
-    """(update, loss) of fairseq-train's json ``train_inner`` lines in a stage log."""
-    points = []
+def log_records(log_path: str, kind: str) -> List[Dict]:
+    """fairseq-train's json records of one kind (``train_inner``, ``valid``) in a stage log."""
+    records = []
     try:
         with open(log_path, errors="replace") as f:
             for line in f:
                 start = line.find("{")
-                if start < 0 or "train_inner" not in line[:start]:
+                if start < 0 or f"| {kind} |" not in line[:start]:
                     continue
                 try:
-                    record = json.loads(line[start:])
-                    points.append((int(record["num_updates"]), float(record["loss"])))
-                except (ValueError, KeyError):
+                    records.append(json.loads(line[start:]))
+                except ValueError:
                     continue
     except OSError:
         pass
+    return records
+
+
+def training_curves(log_path: str) -> List[Tuple[int, float]]:
+    """(update, loss) of fairseq-train's json ``train_inner`` lines in a stage log."""
+    points = []
+    for record in log_records(log_path, "train_inner"):
+        try:
+            points.append((int(record["num_updates"]), float(record["loss"])))
+        except (ValueError, KeyError):
+            continue
     return points
+
+
+def valid_curve(log_path: str, metric: str) -> List[Tuple[int, float]]:
+    """(update, valid ``metric``) of every validation in a stage log (a resumed run's repeated
+    updates keep their last value)."""
+    points: Dict[int, float] = {}
+    for record in log_records(log_path, "valid"):
+        try:
+            points[int(record["valid_num_updates"])] = float(record[f"valid_{metric}"])
+        except (ValueError, KeyError):
+            continue
+    return sorted(points.items())
+
+
+def plot_valid_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], png_path: str):
+    """One panel per label kind: valid error rate against updates, a colour per system, one line
+    per seed's chain (``curves[labels][stage name]``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {k: v for k, v in curves.items() if any(v.values())}
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.0), squeeze=False)
+    colours = {system: f"C{i}" for i, system in enumerate(SYSTEMS)}
+    for ax, (labels, lines) in zip(axes[0], panels.items()):
+        named = set()
+        for name, points in lines.items():
+            if not points:
+                continue
+            system = name.split("/")[-1]
+            ax.plot(*zip(*points), color=colours.get(system), marker=".", alpha=0.8,
+                    label=None if system in named else ROW_NAMES.get(system, system))
+            named.add(system)
+        ax.set_title(f"acoustic models: valid {'LER' if labels == 'ltr' else 'PER'} (%)")
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return True
+
+
+def unigram_perplexity(units_dir: str, dedup_units: bool) -> Optional[float]:
+    """Perplexity of the valid units under the train units' unigram distribution (add-one
+    smoothed): what a masked LM that ignores context reaches. ``dedup_units``: over
+    de-duplicated units, as a BERT trained with ``--dedup-units`` sees them."""
+    def counts(split):
+        total: Counter = Counter()
+        with open(os.path.join(units_dir, f"{split}.src"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                tokens = np.array(line.split(), dtype=object)
+                total.update((dedup_numpy(tokens) if dedup_units else tokens).tolist())
+        return total
+
+    try:
+        train, valid = counts("train"), counts("valid")
+    except OSError:
+        return None
+    vocab = set(train) | set(valid)
+    n_train = sum(train.values()) + len(vocab)
+    n_valid = sum(valid.values())
+    if not n_valid:
+        return None
+    nll = -sum(c * math.log((train[t] + 1) / n_train) for t, c in valid.items()) / n_valid
+    return math.exp(nll)
+
+
+def bert_table(out: str, chains: Sequence[str], log_paths: Dict[str, str]) -> List[str]:
+    """Each BERT's last valid masked-LM perplexity and accuracy (masked positions, predicted from
+    context alone) beside the unigram perplexity of its units: a BERT whose perplexity is not
+    well below the unigram one has not learned to use context."""
+    rows = []
+    for chain in chains:
+        for units in QUANTIZERS + (LOGMEL_UNITS,):
+            stage = f"{chain}/bert/{units}" if chain else f"bert/{units}"
+            valid = log_records(log_paths.get(stage, ""), "valid")
+            if not valid:
+                continue
+            last = valid[-1]
+            dedup = _trained_on_dedup(os.path.join(out, chain, "bert", units, "checkpoint_last.pt"))
+            unigram = unigram_perplexity(os.path.join(out, chain, "units", units), dedup)
+            rows.append([stage, "yes" if dedup else "no", str(last.get("valid_num_updates", "-")),
+                         _fmt(_float(last.get("valid_ppl"))), _fmt(unigram),
+                         _fmt(_float(last.get("valid_accuracy")))])
+    return _table(["BERT", "de-duplicated units", "updates", "valid masked-LM perplexity",
+                   "unigram perplexity of the units", "valid masked accuracy (%)"], rows)
+
+
+def _trained_on_dedup(checkpoint: str) -> bool:
+    from ..checkpoint import load_fairseq_checkpoint
+
+    try:
+        return bool(load_fairseq_checkpoint(checkpoint)["cfg"]["task"].get("dedup_units", False))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return False
+
+
+def _float(value) -> Optional[float]:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def seed_table(per_chain: List[Dict], labels: str) -> List[str]:
+    """Each system's error rate (LER for letters, PER for phones) as mean +- standard deviation
+    over the seeds' chains (n = chains that have the cell), greedy and (letters) 4-gram."""
+    import statistics
+
+    decoders = ("viterbi", "kenlm") if labels == "ltr" else ("viterbi",)
+    header = ["system"] + [f"{COLUMN_NAMES[s]} {COLUMN_NAMES[d]}" for d in decoders for s in EVAL_SPLITS]
+    rows = []
+    for system in SYSTEMS:
+        cells = []
+        for decoder in decoders:
+            for split in EVAL_SPLITS:
+                values = [r[system][decoder][split].uer for r in per_chain
+                          if split in r.get(system, {}).get(decoder, {})]
+                if not values:
+                    cells.append("-")
+                elif len(values) == 1:
+                    cells.append(f"{values[0]:.2f} (n=1)")
+                else:
+                    cells.append(f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} "
+                                 f"(n={len(values)})")
+        if any(c != "-" for c in cells):
+            rows.append([ROW_NAMES[system]] + cells)
+    return _table(header, rows)
 
 
 def plot_curves(curves: Dict[str, List[Tuple[int, float]]], png_path: str):
@@ -225,8 +372,8 @@ def plot_units(usage: Dict[str, Dict], png_path: str):
     return True
 
 
-def _results(out: str, labels: str) -> Dict:
-    root = os.path.join(out, "decode", labels)
+def _results(out: str, labels: str, chain: str = "") -> Dict:
+    root = os.path.join(out, chain, "decode", labels)
     try:
         return collect(root, labels)
     except (OSError, ValueError):  # nothing decoded yet
@@ -234,21 +381,50 @@ def _results(out: str, labels: str) -> Dict:
 
 
 def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
-                 log_paths: Dict[str, str]) -> Tuple[str, Dict]:
-    """Writes ``out/tables.md`` and the plots; returns the path and the letter results."""
+                 log_paths: Dict[str, str], chains: Sequence[str] = ("",),
+                 am_updates: Optional[int] = None) -> Tuple[str, Dict]:
+    """Writes ``out/tables.md`` and the plots; returns the path and the first chain's letter
+    results. ``chains``: the seeds' chain folders (``""`` is the first seed's, ``OUT`` itself);
+    ``am_updates``: every acoustic model's training budget."""
     letters, phones = _results(out, "ltr"), _results(out, "phn")
     usage = read_usage(out)
     lines = ["# vq-wav2vec reproduction", "",
              "Each cell: this run (the paper's number). The paper trained on LibriSpeech 960 h and "
-             "evaluated on WSJ (letters) and TIMIT (phones); this run's corpus is below.", ""]
+             "evaluated on WSJ (letters) and TIMIT (phones); this run's corpus is below.", "",
+             f"Every acoustic model trains to the same budget ({am_updates} updates, the same "
+             "flags) and keeps its best checkpoint on valid (`valid_curves.png`).", ""]
+    if len(chains) == 1:
+        lines += ["One training chain (one seed): a difference between two rows smaller than the "
+                  "seed-to-seed spread (`--seeds 3` measures it; docs/reproducing.md gives the "
+                  "embedded demo's) is no difference.", ""]
+    else:
+        lines += [f"## Seed spread: {len(chains)} chains (pretraining, units, BERT, features, "
+                  "acoustic model), error rate mean ± standard deviation", "",
+                  "The tables after this one are the first seed's chain.", ""]
+        for labels, unit in (("ltr", "LER"), ("phn", "PER")):
+            per_chain = [_results(out, labels, chain) for chain in chains]
+            if any(per_chain):
+                lines += [f"{unit} (%):", ""] + seed_table(per_chain, labels) + [""]
     lines += ["## Table 1 (WSJ layout): LER / WER", ""] + wsj_table(letters) + [""]
     lines += ["## Table 2 (TIMIT layout): PER", ""] + timit_table(phones) + [""]
     lines += ["## BERT ablation: each unit inventory with and without a BERT", ""]
     lines += bert_ablation_table(letters, phones) + [""]
     if usage:
         lines += ["## Units", ""] + units_table(usage) + [""]
+    bert = bert_table(out, chains, log_paths)
+    if len(bert) > 2:
+        lines += ["## BERTs: masked-LM perplexity on valid against the units' unigram perplexity",
+                  ""] + bert + [""]
     plots = []
-    curves = {name: training_curves(path) for name, path in log_paths.items()}
+    valid = {labels: {name: valid_curve(path, "ler" if labels == "ltr" else "per")
+                      for name, path in log_paths.items()
+                      if name.split("/")[-3:-1] == ["am", labels]}
+             for labels in ("ltr", "phn")}
+    if plot_valid_curves(valid, os.path.join(out, "valid_curves.png")):
+        plots.append("valid_curves.png (valid error rate of every acoustic model against updates, "
+                     "one line per seed)")
+    curves = {name: training_curves(path) for name, path in log_paths.items()
+              if not name.startswith("seed")}
     if plot_curves(curves, os.path.join(out, "curves.png")):
         plots.append("curves.png (training loss of every training stage)")
     if plot_units(usage, os.path.join(out, "units.png")):

@@ -42,7 +42,7 @@ from omegaconf import II, MISSING, open_dict
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
-from ..data.feature_files import feature_index
+from ..data.feature_files import feature_index, feature_layers
 from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
 from ..data.manifest import ManifestError, check_split_name, read_manifest
 from ..data.unit_files import dictionary_codebook
@@ -136,6 +136,8 @@ class AsrTask(AutocastTask):
     def __init__(self, cfg: AsrConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
+        # (channels, layers) of the cached features the model reads, once it is built
+        self.feature_layout = None
 
     @classmethod
     def setup_task(cls, cfg: AsrConfig, **kwargs):
@@ -157,6 +159,8 @@ class AsrTask(AutocastTask):
         kind = source_kind(cfg)
         if kind == "features":
             source = FeatureSource(self.cfg.features or cfg.features, split, len(manifest.entries))
+            if self.feature_layout is not None:
+                source.check_layout(*self.feature_layout)
         elif kind == "units":
             source = UnitSource(self.cfg.units_dir or cfg.units_dir, split, len(manifest.entries))
         else:
@@ -179,8 +183,13 @@ class AsrTask(AutocastTask):
                 # upstream paths given now replace the recorded ones (hashes are still checked)
                 cfg.upstream = self.cfg.upstream or cfg.upstream
                 cfg.bert = self.cfg.bert or cfg.bert
+                if "input_norm" not in cfg:  # saved before --input-norm: inputs were read raw
+                    cfg.input_norm = "none"
             else:
                 self.record_inputs(cfg)
+        if cfg.source_kind == "features":
+            layers = cfg.get("feature_layers")
+            self.feature_layout = (cfg.source_dim, [int(i) for i in layers.split(",")] if layers else None)
         model = super().build_model(cfg, from_checkpoint)
         logger.info(f"w2l_ctc on {cfg.input} ({cfg.source_kind}): "
                     f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable "
@@ -192,7 +201,9 @@ class AsrTask(AutocastTask):
         cfg.source_kind = source_kind(self.cfg)
         if cfg.source_kind == "features":
             split = next(iter(self.datasets), "valid")
-            cfg.source_dim = int(feature_index(self.cfg.features, split)[0].shape[1])
+            cfg.source_dim = int(feature_index(self.cfg.features, split)[0].shape[-1])
+            layers = feature_layers(self.cfg.features, split)
+            cfg.feature_layers = ",".join(map(str, layers)) if layers else ""
         if cfg.source_kind == "units":
             cfg.unit_vars, cfg.unit_groups = dictionary_codebook(
                 os.path.join(self.cfg.units_dir, "dict.txt")

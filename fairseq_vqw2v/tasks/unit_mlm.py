@@ -126,8 +126,10 @@ class UnitMlmTask(AutocastTask):
             mask_length=self.cfg.mask_length,
             mask_stdev=self.cfg.mask_stdev,
             mask_semantics=self.cfg.mask_semantics,
-            leave_unmasked_prob=self.cfg.leave_unmasked_prob,
-            random_token_prob=self.cfg.random_token_prob,
+            # valid measures prediction from context alone: a masked position left unchanged
+            # would let the model copy its target and flatter the loss
+            leave_unmasked_prob=self.cfg.leave_unmasked_prob if train else 0.0,
+            random_token_prob=self.cfg.random_token_prob if train else 0.0,
             frame=self.cfg.frame,
             random_crop=train,
             shuffle=train,
