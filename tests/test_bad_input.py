@@ -17,7 +17,7 @@ from fairseq_vqw2v.data.unit_dataset import load_units
 from fairseq_vqw2v.data.labels import read_label_lines
 from fairseq_vqw2v.data.unit_files import UnitFileError, read_unit_codes
 from fairseq_vqw2v.decoding.lexicon import read_lexicon
-from fairseq_vqw2v.errors import InputError
+from fairseq_vqw2v.errors import TRACEBACK_VARIABLE, InputError
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
 from fairseq_vqw2v.tasks.unit_mlm import UnitMlmConfig, UnitMlmTask
@@ -286,3 +286,22 @@ def test_featurize_units_dir_of_other_units_names_the_folder(tmp_path, capsys, w
     assert (f"error: {units}: 3 of 3 units (100%) are not in the dictionary of {bert}"
             in capsys.readouterr().err)
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_input_error_in_a_dataloader_worker_ends_the_process_with_its_line(tmp_path):
+    """fairseq-train reads batches in worker processes by default (--num-workers 1); torch
+    re-raises a worker's error with the worker's traceback in its message."""
+    code = (
+        "import torch, fairseq_vqw2v\n"
+        "from fairseq_vqw2v.data.manifest import ManifestError\n"
+        "class Bad(torch.utils.data.Dataset):\n"
+        "    def __len__(self): return 1\n"
+        "    def __getitem__(self, i): raise ManifestError('train.tsv:2: x.wav is empty')\n"
+        "next(iter(torch.utils.data.DataLoader(Bad(), num_workers=1)))\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop(TRACEBACK_VARIABLE, None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["error: train.tsv:2: x.wav is empty"]
