@@ -1,7 +1,10 @@
 """fairseq_vqw2v: vq-wav2vec, BERT on discrete units and CTC acoustic models as a fairseq plugin.
 
 Importing the package (or passing its folder to ``--user-dir``) registers every model, task and
-criterion it defines with fairseq's registries.
+criterion it defines with fairseq's registries, puts our checks in front of fairseq's checkpoint
+loading (:func:`fairseq_vqw2v.checkpoint.install_fairseq_checks`) and makes the project's own
+user-facing errors end fairseq's binaries with their one-line message
+(:func:`fairseq_vqw2v.errors.install_excepthook`).
 """
 
 import logging
@@ -60,3 +63,8 @@ def _quiet_known_harmless() -> None:
 _quiet_known_harmless()
 
 from . import criterions, models, tasks  # noqa: E402, F401  (registration side effects)
+from .checkpoint import install_fairseq_checks  # noqa: E402
+from .errors import install_excepthook  # noqa: E402
+
+install_fairseq_checks()
+install_excepthook()

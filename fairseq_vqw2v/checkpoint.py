@@ -11,7 +11,9 @@ Two dangers, both refused here with a :class:`CheckpointError` naming the file:
   (:func:`literal_option`) before anything is built from it.
 
 Files that are not checkpoints (empty, text, truncated, a bare tensor, a dict without ``model``)
-get one clear error too, never ``EOFError`` or torch's advice to retry with ``weights_only=False``.
+get one clear error too, never ``EOFError`` or torch's advice to retry with ``weights_only=False``;
+:func:`install_fairseq_checks` puts the same checks in front of fairseq's own loading, which
+``fairseq-generate --path`` and ``fairseq-train --restore-file`` reach before any code of ours.
 """
 
 import argparse
@@ -31,8 +33,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 
+from .errors import InputError, MissingInputError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A file that is not a usable fairseq checkpoint; the message starts with its path."""
 
 
@@ -250,6 +254,33 @@ def check_restore_file(save_dir: str, restore_file: str = "checkpoint_last.pt") 
     raise CheckpointError(f"{path}: truncated checkpoint (the run was killed while saving?); {advice}")
 
 
+def _refuse_unloadable_file(path: str) -> None:
+    """What can be told from a file's bytes alone: not a torch file, or a truncated zip one."""
+    _refuse_non_checkpoint_file(path)
+    if is_truncated(path):
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (its zip directory, "
+                              "written last, is missing)")
+
+
+def install_fairseq_checks() -> None:
+    """Makes fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` (``fairseq-generate --path``,
+    ``--restore-file``, fairseq models loading a pretrained one) refuse with a
+    :class:`CheckpointError` a local file that is not a checkpoint or is truncated, then load it
+    as fairseq does. Run when the plugin is imported; idempotent."""
+    fairseq_load = checkpoint_utils.load_checkpoint_to_cpu
+    if getattr(fairseq_load, "checked_by_fairseq_vqw2v", False):
+        return
+
+    def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+        if os.path.isfile(path):  # remote paths are fairseq's PathManager's business
+            _refuse_unloadable_file(path)
+        return fairseq_load(path, arg_overrides, load_on_all_ranks)
+
+    load_checkpoint_to_cpu.checked_by_fairseq_vqw2v = True
+    load_checkpoint_to_cpu.__doc__ = fairseq_load.__doc__
+    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+
+
 def _torch_load(path: str):
     _refuse_non_checkpoint_file(path)
     try:
@@ -313,7 +344,7 @@ def load_fairseq_checkpoint(path: str) -> Dict[str, Any]:
     that is not a literal (checked before fairseq touches the config); ``FileNotFoundError``.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise MissingInputError(f"{path}: no such checkpoint file")
     state = _torch_load(path)
     _check_envelope(path, state)
     for key in ("args", "cfg"):

@@ -37,6 +37,7 @@ from fairseq.examples.hubert.measure_teacher_quality import comp_norm_mutual_inf
 
 from .constants import FRAME_RATE, FRAME_STRIDE, SAMPLE_RATE
 from .data.manifest import read_manifest
+from .data.text_files import decoding
 from .data.unit_files import SEPARATOR
 from .modules.logmel import LogMelFilterbank
 from .modules.perplexity import perplexity
@@ -121,7 +122,7 @@ def parse_alignment(line: str, where: str) -> Segments:
 
 def read_alignments(path: str) -> List[Segments]:
     """The segments of every line of an ``.align`` file."""
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         return [parse_alignment(line, f"{path}:{n}") for n, line in enumerate(f, 1)]
 
 

@@ -42,6 +42,7 @@ from fairseq_vqw2v.data.manifest import (
     words_to_letters,
     write_files,
 )
+from fairseq_vqw2v.data.text_files import decoding
 
 DEFAULT_MIN_SAMPLES = receptive_field(ast.literal_eval(LARGE_ENCODER))
 """Receptive field of the default vq-wav2vec encoder (465 samples): shorter files give no frame."""
@@ -102,9 +103,9 @@ def read_lines(path: str, what: str) -> List[str]:
     separators (U+2028, U+0085, form feed) inside a transcript line stay in it, as whitespace.
     """
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with decoding(path), open(path, encoding="utf-8-sig") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ManifestError(f"{path}: cannot read {what}: {e}") from e
     lines = text.split("\n")  # open() already turned \r\n and \r into \n
     return lines[:-1] if lines[-1] == "" else lines
@@ -179,11 +180,25 @@ def skip_summary(reasons: Sequence[str]) -> str:
     )
 
 
+MAX_LISTED = 20
+"""Unusable files named in one error; a user fixes them all before the next run."""
+
+
+def bad_files_message(bad: List[str]) -> str:
+    """One line per unusable file (``path: reason``, at most :data:`MAX_LISTED`), then a count."""
+    if len(bad) == 1:
+        return bad[0]
+    listed = bad[:MAX_LISTED] + ([f"... and {len(bad) - MAX_LISTED} more"]
+                                 if len(bad) > MAX_LISTED else [])
+    return "\n".join(listed + [f"{len(bad)} unusable files, nothing written (--skip-bad leaves "
+                                "them out)"])
+
+
 def write_manifests(args: argparse.Namespace, root: str, splits: Dict[str, List[Utterance]]) -> str:
     """Checks every utterance of every split, then writes the splits; returns the summary line.
 
-    Without ``args.skip_bad`` the first unusable file raises ``ManifestError`` and nothing is
-    written, not even the splits that were fine.
+    Without ``args.skip_bad`` unusable files raise one ``ManifestError`` listing them (the first
+    :data:`MAX_LISTED`) and nothing is written, not even the splits that were fine.
     """
     root = os.path.realpath(root)
     check_destination(args.dest)
@@ -196,6 +211,7 @@ def write_manifests(args: argparse.Namespace, root: str, splits: Dict[str, List[
 
     kept: Dict[str, List[Tuple[Utterance, int]]] = {}
     skipped: Dict[str, List[Tuple[str, str]]] = {}
+    bad: List[str] = []
     for split, utts in splits.items():
         kept[split], skipped[split] = [], []
         for utt in utts:
@@ -206,11 +222,14 @@ def write_manifests(args: argparse.Namespace, root: str, splits: Dict[str, List[
                 skipped[split].append((utt.path, reason))
             else:
                 detail = _explain(utt.path, samples, reason, args.min_samples, args.sample_rate)
-                raise ManifestError(f"{utt.path}: {detail}")
-        if not kept[split]:
+                bad.append(f"{utt.path}: {detail}")
+        if not kept[split] and not bad:
             reasons = [r for _, r in skipped[split]]
             detail = f"all of its files are unusable, {skip_summary(reasons)}" if reasons else "no files"
             raise ManifestError(f"split {split!r} would be empty ({detail}); nothing written")
+
+    if bad:
+        raise ManifestError(bad_files_message(bad))
 
     # every split's files are written together, all or none
     contents, written, stale = {}, [], []

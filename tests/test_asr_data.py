@@ -1,9 +1,14 @@
 """Acoustic-model data: label files and dictionaries, the datasets, the CTC criterion, frontends."""
 
+import shutil
+
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from _asr_util import corpus_with_upstreams, write_letter_corpus
+from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.criterions.ctc_asr import CtcAsrConfig, CtcAsrCriterion, required_frames
 from fairseq_vqw2v.data.labels import encode_labels, load_label_dictionary, read_label_lines
 from fairseq_vqw2v.data.manifest import ManifestError
@@ -182,3 +187,23 @@ def test_upstream_sees_audio_normalised_as_in_its_pretraining(corpus):
         n = int(lengths[i])
         assert n == c.size(2)
         torch.testing.assert_close(feats[i, :n], c[0].transpose(0, 1), atol=1e-4, rtol=1e-4)
+
+
+def test_unusable_audio_is_skipped_and_counted_by_the_criterion(corpus, tmp_path):
+    root, _, _ = corpus
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    lines = (data / "valid.tsv").read_text().splitlines()
+    rel, samples = lines[2].split("\t")
+    sf.write(tmp_path / "stereo.wav", np.zeros((int(samples), 2), dtype=np.float32), SAMPLE_RATE)
+    lines[0], lines[2] = str(data), f"{tmp_path / 'stereo.wav'}\t{samples}"
+    (data / "valid.tsv").write_text("\n".join(lines) + "\n")
+    task = task_for(data)
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    assert batch["id"].tolist() == [0, 2] and batch["bad_audio"] == 1
+    model = W2lCtcModel(W2lCtcConfig(input="logmel", upstream=None, bert=None),
+                        len(task.target_dictionary))
+    _, _, log = CtcAsrCriterion(CtcAsrConfig(), task)(model.eval(), batch)
+    assert log["bad_audio"] == 1 and log["nsentences"] == 2

@@ -1,12 +1,14 @@
 """fairseq-train --task unit_mlm --arch unit_bert_tiny --criterion span_mlm, end to end."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from _bert_util import write_unit_corpus
+from _train_util import build_trainer
 
 import fairseq_vqw2v
 from fairseq_vqw2v.models.unit_bert import load_unit_bert
@@ -48,3 +50,21 @@ def test_loss_decreases_and_training_resumes(tmp_path):
     log = _train(data, tmp_path / "ckpt", 40)
     assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 30 updates\)", log)
     assert re.search(r"num_updates 40\b", log)
+
+
+def test_checkpoint_carries_its_dictionary_to_any_folder(tmp_path, monkeypatch):
+    """Trained with a relative data path, read from elsewhere once the data folder is gone."""
+    monkeypatch.chdir(tmp_path)
+    write_unit_corpus(tmp_path / "units", splits=(("train", 8),))
+    trainer = build_trainer(["units", "--user-dir", str(USER_DIR), "--task", "unit_mlm",
+                             "--arch", "unit_bert_tiny", "--criterion", "span_mlm",
+                             "--optimizer", "adam", "--lr", "1e-3", "--cpu"])
+    trainer.consolidate_optimizer()  # as fairseq-train does before saving
+    trainer.save_checkpoint("checkpoint_last.pt", {})
+    expected = trainer.task.dictionary
+    shutil.rmtree(tmp_path / "units")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    _, dictionary = load_unit_bert(str(tmp_path / "checkpoint_last.pt"))
+    assert dictionary.symbols == expected.symbols and dictionary.count == expected.count
+    assert dictionary.index("<mask>") == len(dictionary) - 1 == len(expected) - 1

@@ -26,6 +26,7 @@ from fairseq_vqw2v.checkpoint import (
 from fairseq_vqw2v.cli.convert import main as convert_main
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
+from fairseq_vqw2v.errors import TRACEBACK_VARIABLE
 from fairseq_vqw2v.models.unit_bert import UnitBertModel
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 
@@ -130,11 +131,14 @@ def test_crafted_legacy_args_checkpoint_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def generate(checkpoint, data):
+def generate(checkpoint, data, traceback=False):
     cmd = [os.path.join(BIN, "fairseq-generate"), str(data), "--user-dir", USER_DIR,
            "--task", "vqw2v_pretraining", "--path", checkpoint, "--gen-subset", "valid",
            "--batch-size", "1", "--cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env.pop(TRACEBACK_VARIABLE, None)
+    if traceback:
+        env[TRACEBACK_VARIABLE] = "1"
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -201,6 +205,20 @@ def test_non_checkpoints_get_one_clear_error(tmp_path, capsys, kind):
     assert str(caught.value).startswith(f"{path}: {message}")
     assert "weights_only" not in str(caught.value)
     assert_clis_refuse(str(path), tmp_path, capsys, message)
+
+
+@pytest.mark.parametrize("kind", ["empty", "text"])
+def test_fairseq_generate_path_names_a_non_checkpoint_in_one_line(tmp_path, kind):
+    write, message = NOT_CHECKPOINTS[kind]
+    path = tmp_path / "model.pt"
+    write(path)
+    done = generate(str(path), tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(f"error: {path}: {message}")
+    assert "Traceback" not in done.stderr and "weights_only" not in done.stderr
+    if kind == "text":  # the traceback on request
+        done = generate(str(path), tmp_path, traceback=True)
+        assert "Traceback" in done.stderr and f"CheckpointError: {path}: {message}" in done.stderr
 
 
 def test_missing_file_is_named(tmp_path):

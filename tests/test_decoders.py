@@ -6,6 +6,7 @@ tiny fairseq fconv_lm trained for a few steps in-process.
 
 import math
 import string
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,6 +174,37 @@ def test_kenlm_decoder_input_errors(letters, word_lm, tmp_path):
     bad.write_text("cat\tc a t |\ncafé\tc a f é |\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad_lexicon.txt:2: word 'café' is spelled with \['é'\]"):
         KenLMLexiconDecoder(letters, str(bad), lm)
+
+
+def _corrupt_lms(folder, lm_bin):
+    """(file, the end of its error) for files given as a KenLM model that are none."""
+    binary = Path(lm_bin).read_bytes()
+    arpa = Path(lm_bin.replace(".bin", ".arpa")).read_bytes()
+    files = {
+        "random.bin": (bytes(range(256)) * 4, r"not a KenLM model: neither a KenLM binary "
+                       r"\(build_binary\) nor an ARPA file \(it starts with b'\\x00\\x01"),
+        "notes.txt": (b"the cat sat\n", r"not a KenLM model: neither .* \(it starts with b'the cat"),
+        "truncated.bin": (binary[: len(binary) // 2], r"not a usable KenLM model \(truncated or "
+                          r"corrupt\?\): Binary file has size \d+ but the headers say it should"),
+        "truncated.arpa": (arpa[: len(arpa) // 2], r"not a usable KenLM model \(truncated or "
+                           r"corrupt\?\): .*"),
+    }
+    for name, (data, message) in files.items():
+        (folder / name).write_bytes(data)
+        yield str(folder / name), message
+
+
+def test_corrupt_kenlm_models_are_named_before_decoding(letters, word_lm, tmp_path):
+    from fairseq_vqw2v.decoding.charlm import CharLMDecoder
+    from fairseq_vqw2v.decoding.kenlm_decoder import KenLMLexiconDecoder
+    from fairseq_vqw2v.errors import InputError
+
+    lexicon, lm = word_lm
+    for path, message in _corrupt_lms(tmp_path, lm):
+        with pytest.raises(InputError, match=f"^{path}: {message}"):
+            KenLMLexiconDecoder(letters, lexicon, path)
+    with pytest.raises(InputError, match=r"random\.bin: not a char KenLM model"):
+        CharLMDecoder(letters, str(tmp_path / "random.bin"), "kenlm")
 
 
 def test_char_kenlm_decoding_with_and_without_lexicon(letters, char_lm, word_lm):

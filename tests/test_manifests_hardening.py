@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from fairseq_vqw2v.data.manifest import normalize_words, read_manifest
-from manifests import audio_folder, timit, wsj
+from manifests import audio_folder, common, timit, wsj
 
 from _manifests_util import run, write_audio
 from test_manifests_corpora import timit_tree, timit_utterance
@@ -141,3 +141,18 @@ def test_timit_empty_phn_is_an_error(tmp_path, capsys):
     status, out, _ = run(timit.main, argv + ["--skip-bad"], capsys)
     assert status == 0 and "skipped 1 file: 1 empty transcript" in out
     assert len(read_manifest(str(tmp_path / "out" / "train.tsv"))) == 3
+
+
+def test_without_skip_bad_every_unusable_file_is_listed(tmp_path, capsys, monkeypatch):
+    root = folder(tmp_path / "audio", names=("good.wav",))
+    for name in ("a.wav", "b.wav", "c.wav"):
+        (root / name).write_bytes(b"not audio")
+    monkeypatch.setattr(common, "MAX_LISTED", 2)
+    status, _, err = run(audio_folder.main, folder_argv(root, tmp_path / "out"), capsys)
+    assert status == 2
+    lines = err.splitlines()[-4:]
+    assert lines[0].startswith("error: ") and lines[2:] == [
+        "... and 1 more", "3 unusable files, nothing written (--skip-bad leaves them out)"]
+    listed = {line.removeprefix("error: ") for line in lines[:2]}
+    assert len(listed) == 2 and listed < {f"{root / name}: unreadable" for name in ("a.wav", "b.wav", "c.wav")}
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+import soundfile as sf
 import torch
 from fairseq.data import Dictionary
 
@@ -105,8 +106,35 @@ def test_bad_manifest_line_stops_fairseq_train_with_the_line(corpus, tmp_path):
     lines[2] = lines[2].replace("\t", " ")
     (data / "train.tsv").write_text("\n".join(lines) + "\n")
     result = run(train_command(data, tmp_path / "save", 2))
-    assert result.returncode != 0
-    assert f"{data / 'train.tsv'}:3: expected 'relative/path<TAB>num_samples'" in result.stdout + result.stderr
+    assert result.returncode == 1
+    # the one-line message alone, without fairseq's traceback above it
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {data / 'train.tsv'}:3: expected 'relative/path<TAB>num_samples', got "
+        f"{lines[2]!r}")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_audio_found_mid_run_is_skipped_named_and_counted(corpus, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = (corpus / "train.tsv").read_text().splitlines()
+    audio, rate = sf.read(os.path.join(lines[0], lines[-1].split("\t")[0]), dtype="float32")
+    audio[100] = float("nan")
+    sf.write(data / "nan.wav", audio, rate, subtype="FLOAT")
+    lines[-1] = f"{data / 'nan.wav'}\t{len(audio)}"
+    (data / "train.tsv").write_text("\n".join(lines) + "\n")
+    save = tmp_path / "save"
+    result = run(train_command(data, save, 3))  # one epoch
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (save / "checkpoint_last.pt").exists()
+    output = result.stdout + result.stderr
+    assert (f"{data / 'train.tsv'}:{len(lines)}: {data / 'nan.wav'} has non-finite samples "
+            "(NaN or inf): skipped") in output
+    stats = train_losses(result.stdout)
+    assert sorted(stats) == [1, 2, 3]
+    # logged in the update whose batch held it
+    assert sum(float(stats[u].get("bad_audio", 0)) for u in stats) == 1
+    assert all(math.isfinite(float(stats[u]["loss"])) for u in stats)
 
 
 def generate_units(checkpoint, data, subset):

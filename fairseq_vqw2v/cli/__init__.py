@@ -6,9 +6,11 @@ import ctypes
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, List, Optional, Sequence, TypeVar
 
 import torch
+
+from ..data.manifest import check_split_name
 
 Batch = TypeVar("Batch")
 Result = TypeVar("Result")
@@ -72,6 +74,20 @@ def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:
     if summary:
         print(summary)
     return 0
+
+
+def split_name(text: str) -> str:
+    """argparse ``type`` of a split name: it becomes file names (``{split}.tsv``, ``{split}.src``)
+    in the input and output folders, so a path separator or ``..`` is refused."""
+    try:
+        return check_split_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def split_names(text: str) -> List[str]:
+    """argparse ``type`` of comma-separated split names (each a :func:`split_name`)."""
+    return [split_name(s) for s in text.split(",") if s]
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:

@@ -43,7 +43,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run
+from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run,
+               split_name)
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
@@ -51,6 +52,7 @@ from ..data.batching import length_batches, shard_batches
 from ..data.feature_files import merge_feature_shards, write_features
 from ..data.manifest import read_manifest
 from ..data.shards import output_folder, split_output
+from ..data.unit_files import check_unknown_units
 from ..models.frontends import wav2vec_c, wav2vec_dim
 from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
@@ -59,22 +61,13 @@ from ..precision import bf16_autocast
 logger = logging.getLogger("fairseq_vqw2v.featurize")
 
 
-def check_unknown_units(featurizer: UnitBertFeaturizer, args) -> None:
-    """Stops when more than ``--max-unknown-units`` of the units so far are not in BERT's
-    dictionary: the two checkpoints were not trained on the same units."""
-    share = featurizer.units_unknown / max(featurizer.units_seen, 1)
-    if share > args.max_unknown_units:
-        raise ValueError(
-            f"{featurizer.units_unknown} of {featurizer.units_seen} units ({share:.0%}) of "
-            f"{args.vq_checkpoint} are not in the dictionary of {args.bert_checkpoint} (limit "
-            f"--max-unknown-units {args.max_unknown_units:.0%}): was the BERT trained on units "
-            "of this quantizer?"
-        )
-
-
 def _checking_unknown_units(batches, featurizer: UnitBertFeaturizer, args):
+    """Stops when more than ``--max-unknown-units`` of the units so far are not in BERT's
+    dictionary: the units and the BERT were not made from the same quantizer."""
     for batch, outputs in batches:
-        check_unknown_units(featurizer, args)
+        check_unknown_units(featurizer.units_unknown, featurizer.units_seen,
+                            args.max_unknown_units, args.units_dir or args.vq_checkpoint,
+                            args.bert_checkpoint)
         yield batch, outputs
 
 
@@ -181,7 +174,7 @@ def parse_args(argv=None):
                         help="unit_bert checkpoint (dict.txt beside it or in its data folder); "
                         "without it the features are the vq-wav2vec aggregator output c")
     parser.add_argument("--manifest-dir", help="folder with {split}.tsv")
-    parser.add_argument("--split", required=True)
+    parser.add_argument("--split", type=split_name, required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--layers", "--layer", default="last",
                         help="BERT: the layers to output: last (default), N (0: the embeddings' "

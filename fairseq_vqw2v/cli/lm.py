@@ -24,13 +24,13 @@ logger = logging.getLogger("fairseq_vqw2v.cli.lm")
 
 
 def _letter_dict(args):
-    from fairseq.data import Dictionary
+    from fairseq_vqw2v.data.text_files import load_dictionary
 
     if args.letter_dict is None:
         return None
     if not os.path.isfile(args.letter_dict):
         raise FileNotFoundError(f"{args.letter_dict}: letter dictionary not found")
-    return Dictionary.load(args.letter_dict)
+    return load_dictionary(args.letter_dict)
 
 
 def _check_letters(words, source: str, args) -> None:

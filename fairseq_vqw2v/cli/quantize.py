@@ -11,7 +11,9 @@ a phone alignment ``{split}.align`` (the embedded corpus writes them) the JSON a
 ``phones``: phone purity, unit purity and PNMI of the units, the same for the baseline (k-means
 on log-mel frames, fit on train, as many clusters as the units use distinct tokens) and whether
 the units beat it, and ``{split}.phones.png`` plots the phone x unit co-occurrence (see
-``fairseq_vqw2v.unit_quality``).
+``fairseq_vqw2v.unit_quality``). The outputs are complete or absent: a run that stops (a bad
+audio file in the last split) leaves none of its files in ``--dest``
+(:mod:`fairseq_vqw2v.data.staged_output`).
 
 Sharding (e.g. one job per GPU or node): ``--shard i --num-shards n`` writes its part of every
 split into the folder ``{split}.shard{i}of{n}``; once all n have finished, ``--merge --num-shards
@@ -36,11 +38,13 @@ from collections import Counter
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run
+from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run,
+               split_names)
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches, shard_batches
 from ..data.manifest import duration_summary
 from ..data.shards import shard_suffix, split_output
+from ..data.staged_output import staged_folder
 from ..data.unit_files import codes_to_tokens, merge_unit_shards, write_dictionary, write_unit_lines
 from ..models.vq_wav2vec import codebook_shape, load_quantizer
 from ..precision import bf16_autocast
@@ -116,33 +120,34 @@ def quantize(args):
     start = time.time()
     model, task_cfg = load_quantizer(args.checkpoint, args.device)
     num_vars, groups = codebook_shape(model)
-    os.makedirs(args.dest, exist_ok=True)
     suffix = shard_suffix(args.shard, args.num_shards)
     total, sizes = Counter(), []
     logmel_cache, window = {}, frame_window(model.output_lengths)
-    for split in args.splits:
-        dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
-        max_samples = int(args.batch_size_seconds * dataset.sample_rate)
-        batches, indices = shard_batches(length_batches(dataset.sizes, range(len(dataset)),
-                                                        max_samples), args.shard, args.num_shards)
-        tokens = quantize_split(model, dataset, batches, args.device, split, args.bf16)
-        with split_output(args.dest, split, args.shard, args.num_shards, indices,
-                          len(dataset)) as folder:
-            counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
-                                      (tokens[i] for i in indices))
-        total.update(counts)
-        sizes += dataset.sizes[indices].tolist()
-        copy_labels(args.manifest_dir, args.dest, split)
-        if args.report:
-            phones = phone_report(
-                args.manifest_dir, split, indices, [tokens[i] for i in indices], window,
-                os.path.join(args.dest, f"{split}{suffix}.phones.png"), cache=logmel_cache,
-            )
-            write_report(args.dest, split + suffix, counts, num_vars, groups, phones)
-            if phones is not None:
-                print(phone_summary(split + suffix, phones))
-    if args.num_shards == 1:
-        write_dictionary(os.path.join(args.dest, "dict.txt"), total)
+    # an error in any split (a bad audio file) leaves no output of this run in --dest
+    with staged_folder(args.dest) as out:
+        for split in args.splits:
+            dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
+            max_samples = int(args.batch_size_seconds * dataset.sample_rate)
+            batches, indices = shard_batches(length_batches(dataset.sizes, range(len(dataset)),
+                                                            max_samples), args.shard, args.num_shards)
+            tokens = quantize_split(model, dataset, batches, args.device, split, args.bf16)
+            with split_output(out, split, args.shard, args.num_shards, indices,
+                              len(dataset)) as folder:
+                counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
+                                          (tokens[i] for i in indices))
+            total.update(counts)
+            sizes += dataset.sizes[indices].tolist()
+            copy_labels(args.manifest_dir, out, split)
+            if args.report:
+                phones = phone_report(
+                    args.manifest_dir, split, indices, [tokens[i] for i in indices], window,
+                    os.path.join(out, f"{split}{suffix}.phones.png"), cache=logmel_cache,
+                )
+                write_report(out, split + suffix, counts, num_vars, groups, phones)
+                if phones is not None:
+                    print(phone_summary(split + suffix, phones))
+        if args.num_shards == 1:
+            write_dictionary(os.path.join(out, "dict.txt"), total)
     stats = usage_stats(total, num_vars, groups)
     written = os.path.join(args.dest, f"*{suffix}") if args.num_shards > 1 else args.dest
     print(
@@ -166,7 +171,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="vq_wav2vec checkpoint (fairseq-train output)")
     parser.add_argument("--manifest-dir", help="folder of {split}.tsv and label files")
-    parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits")
+    parser.add_argument("--splits", type=split_names, default="train,valid,test",
+                        help="comma-separated splits")
     parser.add_argument("--dest", required=True, help="output folder")
     parser.add_argument(
         "--batch-size-seconds", type=float, default=10.0,
@@ -178,7 +184,6 @@ def parse_args(argv=None):
     add_bf16_argument(parser)
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
-    args.splits = [s for s in args.splits.split(",") if s]
     check_shard_arguments(parser, args)
     if not args.merge and (args.checkpoint is None or args.manifest_dir is None):
         parser.error("--checkpoint and --manifest-dir are required (except with --merge)")

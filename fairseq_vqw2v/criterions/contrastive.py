@@ -27,7 +27,8 @@ from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion, Wav2VecCriter
 from fairseq.distributed import utils as distributed_utils
 
 from ..modules.perplexity import perplexity
-from ._logging import logged_sum
+from ..data.audio_dataset import BAD_AUDIO
+from ._logging import count_bad_audio, log_bad_audio, logged_sum
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ def update_statistics(logging_outputs: List[Dict]) -> Dict[str, float]:
 
     keys = set().union(*logging_outputs)
     stats = {}
-    for key in keys - FAIRSEQ_KEYS - set(COUNTED_KEYS.values()) - {"batches", "code_tuples"}:
+    for key in keys - FAIRSEQ_KEYS - set(COUNTED_KEYS.values()) - {"batches", "code_tuples",
+                                                                      BAD_AUDIO}:
         if not key.startswith("loss"):
             stats[key] = float(total(key)) / max(float(total("batches")), 1.0)
     for key, counts in COUNTED_KEYS.items():
@@ -179,6 +181,7 @@ class ContrastiveCriterion(Wav2vecCriterion):
                                "fairseq's vq-wav2vec k-means recipe uses --loss-weights '[1]'")
 
         logging_output["batches"] = 1
+        count_bad_audio(sample, logging_output)
         if not self.infonce:
             logging_output.update(self.binary_accuracy(model, sample, net_output))
         for key, counts in COUNTED_KEYS.items():
@@ -212,6 +215,7 @@ class ContrastiveCriterion(Wav2vecCriterion):
         )
         for key, value in sorted(update_statistics(logging_outputs).items()):
             metrics.log_scalar(key, value, round=3)
+        log_bad_audio(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -22,7 +22,7 @@ from fairseq.dataclass import FairseqDataclass
 from ..data.labels import ctc_blank
 from ..decoding.scoring import ErrorRates, LABEL_KINDS
 from ..decoding.viterbi import ViterbiDecoder
-from ._logging import logged_sum
+from ._logging import count_bad_audio, log_bad_audio, logged_sum
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class CtcAsrCriterion(FairseqCriterion):
             "sample_size": sample_size,
             "dropped": dropped,
         }
+        count_bad_audio(sample, logging_output)
         if not model.training:
             logging_output.update(self.greedy_errors(lprobs, frames, target, target_lengths))
         return loss, max(sample_size, 1), logging_output
@@ -112,6 +113,7 @@ class CtcAsrCriterion(FairseqCriterion):
         metrics.log_scalar("ntokens", total("ntokens"))
         metrics.log_scalar("nsentences", total("nsentences"))
         metrics.log_scalar("dropped", total("dropped"))
+        log_bad_audio(logging_outputs)
         if not any("u_total" in log for log in logging_outputs):
             return
         phones = total("unit_kind_is_phone") > 0

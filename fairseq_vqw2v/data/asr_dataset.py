@@ -21,7 +21,7 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from ..constants import FRAME_STRIDE, SAMPLE_RATE
-from .audio_dataset import ManifestAudioDataset
+from .audio_dataset import BAD_AUDIO, ManifestAudioDataset, drop_bad_audio
 from .batching import KeepLastBatchMixin
 from .feature_files import feature_index, feature_layers
 from .manifest import ManifestError
@@ -29,17 +29,18 @@ from .unit_files import read_unit_codes
 
 
 class AudioSource:
-    """Whole waveforms of a manifest (no crop), read and checked by :class:`ManifestAudioDataset`."""
+    """Whole waveforms of a manifest (no crop), read and checked by :class:`ManifestAudioDataset`;
+    an unusable file is skipped (``None``) with a warning naming it."""
 
     def __init__(self, manifest_path: str, sample_rate: int = SAMPLE_RATE):
-        self.audio = ManifestAudioDataset(manifest_path, sample_rate, shuffle=False)
+        self.audio = ManifestAudioDataset(manifest_path, sample_rate, shuffle=False, skip_bad=True)
         self.audio.use_full_utterances()
         self.frames = self.audio.sizes // FRAME_STRIDE
 
     def __len__(self):
         return len(self.audio)
 
-    def __getitem__(self, index) -> torch.Tensor:
+    def __getitem__(self, index) -> Optional[torch.Tensor]:
         return self.audio[index]["source"]
 
 
@@ -144,6 +145,7 @@ class AsrDataset(KeepLastBatchMixin, FairseqDataset):
         return order[np.argsort(-self.sizes[order], kind="stable")]
 
     def collater(self, samples):
+        samples, bad = drop_bad_audio(samples)
         if not samples:
             return {}
         sources = [s["source"] for s in samples]
@@ -159,4 +161,5 @@ class AsrDataset(KeepLastBatchMixin, FairseqDataset):
             "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
             "ntokens": sum(len(t) for t in targets),
             "nsentences": len(samples),
+            **({BAD_AUDIO: bad} if bad else {}),
         }

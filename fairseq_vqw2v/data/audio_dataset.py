@@ -3,16 +3,21 @@
 Batches are ``{"id": B, "net_input": {"source": B x T, "padding_mask": B x T (pad only)},
 "target": None}`` exactly like fairseq's ``FileAudioDataset``; the differences are that the
 manifest is read (and checked) by :func:`fairseq_vqw2v.data.manifest.read_manifest`, that a file
-which cannot be read at training time, or whose audio does not fit the manifest and the task (rate,
-one channel, sample count, finite samples: checked on every read, audio may bypass the prep
-scripts), raises an error naming the manifest line and the file, and
-that random crops depend only on (seed, epoch, utterance), so a run resumed from a checkpoint sees
-the same crops as an uninterrupted one.
+which cannot be read, or whose audio does not fit the manifest and the task (rate, one channel,
+sample count, finite samples: checked on every read, audio may bypass the prep scripts), raises an
+error naming the manifest line and the file (``skip_bad``: is skipped with a warning naming them,
+and counted in the batch's ``bad_audio``), and that random crops depend only on (seed, epoch,
+utterance), so a run resumed from a checkpoint sees the same crops as an uninterrupted one.
+
+Training skips bad files rather than stopping: a bad file found hours into a run would otherwise
+lose the run (and a resumed run would meet it again). Checking every file when the dataset is
+loaded instead would read all the audio once more per run (the prep scripts already do that once).
 """
 
 import logging
 import os
 import sys
+from typing import List, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -24,6 +29,15 @@ from .batching import KeepLastBatchMixin
 from .manifest import ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
+
+BAD_AUDIO = "bad_audio"
+"""Batch (and logged statistic) key: files of the batch skipped as unusable."""
+
+
+def drop_bad_audio(samples: List[dict]) -> Tuple[List[dict], int]:
+    """The samples whose ``source`` was read (``None`` for a skipped file), and how many were not."""
+    kept = [s for s in samples if s["source"] is not None]
+    return kept, len(samples) - len(kept)
 
 
 class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
@@ -38,6 +52,8 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
             cropped to the batch's shortest item (fairseq's default for pretraining).
         normalize: zero mean, unit variance per utterance.
         seed: seed of the random crops (with the epoch and the utterance index).
+        skip_bad: a file that cannot be used gives an item with ``source`` None and a warning
+            naming it, instead of a ``ManifestError``; the collater leaves it out.
     """
 
     def __init__(
@@ -50,6 +66,7 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         pad=False,
         normalize=False,
         seed=1,
+        skip_bad=False,
     ):
         super().__init__(
             sample_rate=sample_rate,
@@ -61,6 +78,7 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         )
         self.manifest = read_manifest(manifest_path)
         self.seed = seed
+        self.skip_bad = skip_bad
         self.epoch = 1
         # manifest entry i is on line i + 2 (the root folder is line 1)
         kept = [i for i, (_, n) in enumerate(self.manifest.entries) if n >= self.min_sample_size]
@@ -90,6 +108,17 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         return f"{self.manifest.path}:{int(self.entry_index[index]) + 2}"
 
     def __getitem__(self, index):
+        try:
+            return {"id": index, "source": self.read(index)}
+        except ManifestError as e:
+            if not self.skip_bad:
+                raise
+            logger.warning(f"{e}: skipped")
+            return {"id": index, "source": None}
+
+    def read(self, index) -> torch.Tensor:
+        """The checked, post-processed waveform (T) of item ``index``; ``ManifestError`` naming
+        ``manifest:line`` and the file when it cannot be used."""
         path = self.manifest.audio_path(int(self.entry_index[index]))
         try:
             wav, rate = sf.read(path, dtype="float32")
@@ -116,7 +145,7 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
             raise ManifestError(
                 f"{self.location(index)}: {path} has non-finite samples (NaN or inf)"
             )
-        return {"id": index, "source": self.postprocess(torch.from_numpy(wav), rate)}
+        return self.postprocess(torch.from_numpy(wav), rate)
 
     def crop(self, source, size, index):
         """Random crop of ``source`` (T) to ``size`` samples, the same for the same epoch."""
@@ -127,7 +156,7 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         return source[start : start + size]
 
     def collater(self, samples):
-        samples = [s for s in samples if s["source"] is not None]
+        samples, bad = drop_bad_audio(samples)
         if not samples:
             return {}
         sizes = [len(s["source"]) for s in samples]
@@ -137,6 +166,8 @@ class ManifestAudioDataset(KeepLastBatchMixin, RawAudioDataset):
         batch = super().collater(cropped)
         # fairseq-generate reads sample["target"]; pretraining has none
         batch["target"] = None
+        if bad:
+            batch[BAD_AUDIO] = bad
         return batch
 
 

@@ -16,6 +16,7 @@ import torch
 from fairseq.data import Dictionary
 
 from .manifest import ManifestError, read_lines
+from .text_files import UndecodableTextError, decoding, load_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ def load_label_dictionary(data: str, labels: str, train_split: str = "train") ->
     path = os.path.join(data, f"dict.{labels}.txt")
     if os.path.exists(path):
         try:
-            dictionary = Dictionary.load(path)
+            dictionary = load_dictionary(path)
+        except UndecodableTextError:
+            raise
         except Exception as e:  # fairseq raises ValueError/RuntimeError on a malformed line
             raise ManifestError(f"{path}: not a fairseq dictionary: {e}") from e
         if len(dictionary) <= dictionary.nspecial:
@@ -61,7 +64,7 @@ def load_label_dictionary(data: str, labels: str, train_split: str = "train") ->
     if not os.path.exists(source):
         raise ManifestError(f"{path}: no label dictionary, and no {source} to build it from")
     counts = Counter()
-    with open(source, encoding="utf-8-sig") as f:
+    with decoding(source), open(source, encoding="utf-8-sig") as f:
         for line in f:
             counts.update(line.split())
     if not counts:

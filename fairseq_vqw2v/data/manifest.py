@@ -23,6 +23,8 @@ import numpy as np
 import soundfile as sf
 
 from fairseq_vqw2v.constants import SAMPLE_RATE, WORD_BOUNDARY
+from fairseq_vqw2v.data.text_files import decoding
+from fairseq_vqw2v.errors import InputError
 
 # reading whole files in blocks bounds memory on long recordings
 _CHECK_BLOCK = 1 << 20
@@ -38,7 +40,7 @@ REASONS = (
 """Every reason :func:`check_audio` can give, in the order the checks run."""
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """Bad manifest, label or audio input; the message starts with the file (and line) at fault."""
 
 
@@ -60,11 +62,12 @@ class Manifest:
 
 def read_lines(path: str, what: str) -> List[str]:
     """The lines of a UTF-8 text file (a BOM dropped; only ``\n`` ends a line, so a stray
-    ``\r`` or Unicode separator stays visible to the checks); ``ManifestError`` when unreadable."""
+    ``\r`` or Unicode separator stays visible to the checks); ``ManifestError`` when unreadable,
+    ``UndecodableTextError`` (``path:line``) when not UTF-8."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with decoding(path), open(path, encoding="utf-8-sig") as f:
             lines = f.read().split("\n")
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ManifestError(f"{path}: cannot read {what}: {e}") from e
     if lines and lines[-1] == "":
         lines.pop()

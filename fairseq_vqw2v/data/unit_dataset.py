@@ -2,14 +2,17 @@
 :mod:`.unit_files`) or fairseq binarized data."""
 
 import os
+from typing import Optional
 
 import numpy as np
 import torch
 
 from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_utils
 
+from ..errors import MissingInputError
 from .batching import KeepLastBatchMixin
 from .dedup import dedup_numpy
+from .manifest import check_split_name
 from .span_mask import corrupt, span_mask
 from .unit_files import UnitFileError, read_unit_file
 
@@ -27,8 +30,10 @@ class UnitDataset(FairseqDataset):
         self.sizes = np.diff(offsets)
 
     @classmethod
-    def from_src(cls, path: str, dictionary: Dictionary) -> "UnitDataset":
-        return cls(*read_unit_file(path, dictionary))
+    def from_src(cls, path: str, dictionary: Dictionary, max_unknown: Optional[float] = None,
+                 dictionary_path: str = "the dictionary") -> "UnitDataset":
+        """See :func:`read_unit_file` (``max_unknown``: the share of ``<unk>`` it refuses)."""
+        return cls(*read_unit_file(path, dictionary, max_unknown, dictionary_path))
 
     def deduplicated(self) -> "UnitDataset":
         """The same utterances with consecutive repeats merged (:mod:`.dedup`)."""
@@ -82,10 +87,14 @@ class StripEosDataset(BaseWrapperDataset):
         return self._sizes[index]
 
 
-def load_units(data_dir: str, split: str, dictionary: Dictionary):
+def load_units(data_dir: str, split: str, dictionary: Dictionary,
+               max_unknown: Optional[float] = None):
     """Loads ``split`` from ``data_dir``: fairseq binarized ``{split}.bin/.idx`` when present
-    (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``."""
-    prefix = os.path.join(data_dir, split)
+    (made by ``fairseq-preprocess --only-source --srcdict dict.txt``), else ``{split}.src``, of
+    whose units at most a share ``max_unknown`` may be missing from ``dictionary``
+    (``data_dir/dict.txt``; binarized units were mapped to ``<unk>`` by fairseq-preprocess, which
+    reported its share)."""
+    prefix = os.path.join(data_dir, check_split_name(split))
     if os.path.exists(prefix + ".idx"):
         bin_path = prefix + ".bin"
         # an empty .bin cannot even be memory-mapped: fairseq would fail deep in numpy
@@ -96,8 +105,8 @@ def load_units(data_dir: str, split: str, dictionary: Dictionary):
         return StripEosDataset(dataset, dictionary.eos())
     src = prefix + ".src"
     if not os.path.exists(src):
-        raise FileNotFoundError(f"no units for split {split!r}: neither {src} nor {prefix}.bin")
-    return UnitDataset.from_src(src, dictionary)
+        raise MissingInputError(f"{src}: no units for split {split!r} (nor {prefix}.bin)")
+    return UnitDataset.from_src(src, dictionary, max_unknown, os.path.join(data_dir, "dict.txt"))
 
 
 class SpanMaskedUnitDataset(KeepLastBatchMixin, FairseqDataset):

@@ -15,13 +15,15 @@ import math
 import os
 import re
 from collections import Counter
-from typing import Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
 from fairseq.data import Dictionary
 
+from ..errors import InputError, MissingInputError
 from .shards import finished_parts, manifest_order, remove_parts
+from .text_files import decoding, load_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ UNIT_TOKEN = re.compile(rf"^\d+({re.escape(SEPARATOR)}\d+)*$")
 MASK = "<mask>"
 
 
-class UnitFileError(ValueError):
+class UnitFileError(InputError):
     """A malformed unit file; the message names the file and line."""
 
 
@@ -48,7 +50,7 @@ def tokens_to_codes(line: str, groups: int, where: str = "") -> torch.Tensor:
     for token in line.split():
         parts = token.split(SEPARATOR)
         if len(parts) != groups or not all(p.isdigit() for p in parts):
-            raise ValueError(f"{where}: token {token!r} is not {groups} indices joined by '-'")
+            raise UnitFileError(f"{where}: token {token!r} is not {groups} indices joined by '-'")
         rows.append([int(p) for p in parts])
     return torch.tensor(rows, dtype=torch.long).view(-1, groups)
 
@@ -68,7 +70,7 @@ def write_unit_lines(path: str, lines: Iterable[List[str]]) -> Counter:
 def read_unit_codes(path: str) -> List[torch.Tensor]:
     """The codes of every line of a ``.src`` file, one T x G long tensor per line (G read from
     the first token); malformed tokens and empty lines raise errors naming ``path:line``."""
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     first = lines[0].split()[0] if lines and lines[0].split() else ""
     groups = first.count(SEPARATOR) + 1
@@ -80,18 +82,35 @@ def read_unit_codes(path: str) -> List[torch.Tensor]:
     return codes
 
 
-def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.ndarray]:
+def check_unknown_units(unknown: int, total: int, limit: float, units: str, dictionary: str
+                        ) -> None:
+    """Refuses units of which more than a share ``limit`` (``--max-unknown-units``) are missing
+    from the dictionary: units and dictionary (or BERT) made from different quantizers, where a
+    BERT would learn, or see, mostly ``<unk>``. ``units`` and ``dictionary`` name the files."""
+    share = unknown / max(total, 1)
+    if share > limit:
+        raise UnitFileError(
+            f"{units}: {unknown} of {total} units ({share:.0%}) are not in the dictionary of "
+            f"{dictionary} (limit --max-unknown-units {limit:.0%}): were the units and the "
+            "dictionary made by the same quantizer?"
+        )
+
+
+def read_unit_file(path: str, dictionary: Dictionary, max_unknown: Optional[float] = None,
+                   dictionary_path: str = "the dictionary") -> Tuple[np.ndarray, np.ndarray]:
     """Reads a ``.src`` unit file into (all token ids concatenated, int32; line offsets, N + 1).
 
-    Units missing from ``dictionary`` become ``<unk>`` (counted and logged); tokens that are not
-    units, and empty lines, raise :class:`UnitFileError` naming ``path:line``. For corpora of
-    hundreds of millions of units, binarize once with fairseq-preprocess instead.
+    Units missing from ``dictionary`` become ``<unk>`` (counted and logged; more than a share
+    ``max_unknown`` of them is :func:`check_unknown_units`' error, naming ``dictionary_path``);
+    tokens that are not units, and empty lines, raise :class:`UnitFileError` naming
+    ``path:line``. For corpora of hundreds of millions of units, binarize once with
+    fairseq-preprocess instead.
     """
     ids = array.array("i")
     offsets = [0]
     unk = dictionary.unk()
     lookup = dictionary.indices
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             tokens = line.split()
             if not tokens:
@@ -108,6 +127,8 @@ def read_unit_file(path: str, dictionary: Dictionary) -> Tuple[np.ndarray, np.nd
         raise UnitFileError(f"{path}: no utterances (an empty unit file)")
     tokens = np.frombuffer(ids, dtype=np.int32).copy()
     unknown = int((tokens < 0).sum())
+    if max_unknown is not None:
+        check_unknown_units(unknown, len(tokens), max_unknown, path, dictionary_path)
     if unknown:
         tokens[tokens < 0] = unk
         logger.warning(f"{path}: {unknown} of {len(tokens)} units not in the dictionary: <unk>")
@@ -126,11 +147,11 @@ def write_dictionary(path: str, counts: Counter):
 def read_dictionary_counts(path: str) -> Counter:
     """Token counts of a ``dict.txt``."""
     counts = Counter()
-    with open(path) as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if len(parts) != 2 or not parts[1].isdigit():
-                raise ValueError(f"{path}:{n}: expected 'token count', got {line.rstrip()!r}")
+                raise UnitFileError(f"{path}:{n}: expected 'token count', got {line.rstrip()!r}")
             counts[parts[0]] += int(parts[1])
     return counts
 
@@ -167,10 +188,26 @@ def dictionary_codebook(path: str) -> Tuple[int, int]:
 def load_unit_dictionary(path: str) -> Dictionary:
     """The quantizer's ``dict.txt``; missing or holding no unit is an error naming it."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: unit dictionary not found (written by the quantizer)")
-    dictionary = Dictionary.load(path)
+        raise MissingInputError(f"{path}: unit dictionary not found (written by the quantizer)")
+    dictionary = load_dictionary(path)
     if len(dictionary) == dictionary.nspecial:
         raise UnitFileError(f"{path}: empty unit dictionary (no unit: every unit would be <unk>)")
+    return dictionary
+
+
+def dictionary_state(dictionary: Dictionary) -> Dict[str, list]:
+    """The symbols after the specials and their counts, in index order: plain lists, which a
+    checkpoint can carry (and :func:`dictionary_from_state` reads back) so that a model needs no
+    ``dict.txt`` found through the data path recorded at training time."""
+    start = dictionary.nspecial
+    return {"symbols": dictionary.symbols[start:], "counts": dictionary.count[start:]}
+
+
+def dictionary_from_state(state: Dict[str, list]) -> Dictionary:
+    """The dictionary :func:`dictionary_state` describes, with the same indices."""
+    dictionary = Dictionary()
+    for symbol, count in zip(state["symbols"], state["counts"]):
+        dictionary.add_symbol(symbol, n=count)
     return dictionary
 
 

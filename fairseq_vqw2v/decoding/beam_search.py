@@ -26,19 +26,43 @@ from flashlight.lib.text.decoder import (
     SmearingMode,
     Trie,
 )
+from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary as WordDictionary
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
 from fairseq_vqw2v.decoding.base import CTCDecoder
 from fairseq_vqw2v.decoding.lexicon import Lexicon, read_lexicon
+from fairseq_vqw2v.errors import InputError, MissingInputError
 
 UNK_WORD = "<unk>"
+KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
+"""How build_binary's files start (KenLM's ``lm/binary_format.cc``)."""
+ARPA_HEADER = b"\\data\\"
+"""The first non-empty line of an ARPA file."""
 
 
 def require_file(path: str, what: str) -> None:
     """``FileNotFoundError`` naming ``path`` unless it is a file (flashlight would just abort)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: {what} not found")
+        raise MissingInputError(f"{path}: {what} not found")
+
+
+def load_kenlm(path: str, dictionary: WordDictionary, what: str) -> KenLM:
+    """flashlight's ``KenLM(path, dictionary)``, after checking that ``path`` is a KenLM binary
+    or an ARPA file; any other file, or one KenLM cannot load (truncated), is an
+    :class:`InputError` naming it and ``what`` it should be, before decoding starts (KenLM's own
+    message names no file, and on random bytes Python cannot even decode it)."""
+    require_file(path, what)
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head.startswith(KENLM_BINARY_MAGIC) and not head.lstrip().startswith(ARPA_HEADER):
+        raise InputError(f"{path}: not a {what}: neither a KenLM binary (build_binary) nor an "
+                         f"ARPA file (it starts with {head[:16]!r})")
+    try:
+        return KenLM(path, dictionary)
+    except Exception as e:  # RuntimeError, or UnicodeDecodeError of a message quoting bad bytes
+        reason = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path}: not a usable {what} (truncated or corrupt?): {reason}") from None
 
 
 def load_lexicon(path: str, tgt_dict: Dictionary) -> Tuple[Lexicon, WordDictionary]:

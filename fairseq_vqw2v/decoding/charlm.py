@@ -23,12 +23,12 @@ from fairseq.data import Dictionary
 from fairseq.models.fconv_lm import FConvLanguageModel
 from fairseq.utils import apply_to_sample
 from flashlight.lib.text.decoder import LM, LMState
-from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary as TokenDictionary
 from omegaconf import open_dict
 
 from fairseq_vqw2v.checkpoint import check_model_config, load_fairseq_checkpoint
-from fairseq_vqw2v.decoding.beam_search import FlashlightDecoder, load_lexicon, require_file
+from fairseq_vqw2v.decoding.beam_search import (FlashlightDecoder, load_kenlm, load_lexicon,
+                                                 require_file)
 
 LM_TYPES = ("fconv", "kenlm")
 
@@ -153,8 +153,7 @@ class CharLMDecoder(FlashlightDecoder):
         if lexicon is not None:
             words, word_dict = load_lexicon(lexicon, tgt_dict)
         if lm_type == "kenlm":
-            require_file(lm_path, "char KenLM model")
-            lm = KenLM(lm_path, token_dictionary(tgt_dict))
+            lm = load_kenlm(lm_path, token_dictionary(tgt_dict), "char KenLM model")
         else:
             lm = FConvCharLM(*load_fconv_lm(lm_path), tgt_dict)
         super().__init__(

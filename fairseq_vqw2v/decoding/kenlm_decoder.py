@@ -1,9 +1,7 @@
 """Lexicon-constrained CTC beam search with a word n-gram KenLM (fairseq's ``W2lKenLMDecoder``)."""
 
 from fairseq.data import Dictionary
-from flashlight.lib.text.decoder.kenlm import KenLM
-
-from fairseq_vqw2v.decoding.beam_search import FlashlightDecoder, load_lexicon, require_file
+from fairseq_vqw2v.decoding.beam_search import FlashlightDecoder, load_kenlm, load_lexicon
 
 
 class KenLMLexiconDecoder(FlashlightDecoder):
@@ -14,15 +12,15 @@ class KenLMLexiconDecoder(FlashlightDecoder):
     the fields of :class:`~fairseq_vqw2v.decoding.beam_search.BeamSearchConfig` (``beam=50,
     beam_threshold=25.0, beam_size_token=None, lm_weight=2.0, word_score=-1.0, unk_weight=-inf,
     sil_weight=0.0, nbest=1``, fairseq's defaults).
-    A lexicon spelling with a token outside ``tgt_dict`` raises ``ValueError("lexicon:line: ...")``.
+    A lexicon spelling with a token outside ``tgt_dict`` raises ``ValueError("lexicon:line: ...")``;
+    a file that is not a KenLM model an ``InputError`` naming it (:func:`load_kenlm`).
     """
 
     def __init__(self, tgt_dict: Dictionary, lexicon: str, lm_path: str, **options):
         words, word_dict = load_lexicon(lexicon, tgt_dict)
-        require_file(lm_path, "KenLM model")
         super().__init__(
             tgt_dict,
-            lm=KenLM(lm_path, word_dict),
+            lm=load_kenlm(lm_path, word_dict, "KenLM model"),
             lexicon=words,
             word_dict=word_dict,
             token_lm=False,

@@ -11,6 +11,8 @@ from typing import Dict, Iterable, List, Optional
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
+from fairseq_vqw2v.data.text_files import decoding
+from fairseq_vqw2v.errors import InputError, MissingInputError
 
 Lexicon = Dict[str, List[List[str]]]
 """word -> its spellings (lists of label tokens), in file order."""
@@ -34,26 +36,26 @@ def read_lexicon(path: str, tgt_dict: Optional[Dictionary] = None) -> Lexicon:
     Bad lines raise ``ValueError("path:line: reason")``; a missing file ``FileNotFoundError``.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: lexicon not found")
+        raise MissingInputError(f"{path}: lexicon not found")
     lexicon: Lexicon = OrderedDict()
-    with open(path, encoding="utf-8") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
             if not fields:
                 continue
             if len(fields) < 2:
-                raise ValueError(f"{path}:{lineno}: expected 'word<TAB>spelling', got {line!r}")
+                raise InputError(f"{path}:{lineno}: expected 'word<TAB>spelling', got {line!r}")
             word, spelling = fields[0], fields[1:]
             if tgt_dict is not None:
                 unknown = unknown_labels(spelling, tgt_dict)
                 if unknown:
-                    raise ValueError(
+                    raise InputError(
                         f"{path}:{lineno}: word {word!r} is spelled with {unknown} which the "
                         f"letter dictionary does not have"
                     )
             lexicon.setdefault(word, []).append(spelling)
     if not lexicon:
-        raise ValueError(f"{path}: empty lexicon")
+        raise InputError(f"{path}: empty lexicon")
     return lexicon
 
 

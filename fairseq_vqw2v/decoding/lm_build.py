@@ -19,6 +19,7 @@ from typing import Iterable, List, Optional, Tuple
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.data.manifest import normalize_words, words_to_letters
+from fairseq_vqw2v.data.text_files import decoding
 from fairseq_vqw2v.decoding.lexicon import spell, unknown_labels
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def read_corpus(path: str) -> Corpus:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: corpus not found")
     lines, raw = [], 0
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             raw += 1
             text = normalize_words(line)
@@ -125,8 +126,11 @@ def _run(cmd: List[str], what: str, stdin_path: Optional[str] = None, progress: 
         message = tail.decode(errors="replace").strip()
         hint = ""
         if "discount_fallback" in message or "BadDiscount" in message:
-            hint = " (corpus too small for Kneser-Ney discounts: pass --discount-fallback)"
-        raise ToolError(f"{what} failed with exit code {proc.returncode}{hint}:\n{message}")
+            # lmplz advises its own flag, --discount_fallback, which our lm CLI spells otherwise
+            message = message.replace("--discount_fallback", "--discount-fallback")
+            hint = ("\nthe corpus is too small for Kneser-Ney discounts: rerun with "
+                    "--discount-fallback")
+        raise ToolError(f"{what} failed with exit code {proc.returncode}:\n{message}{hint}")
 
 
 def build_arpa(
@@ -162,7 +166,7 @@ def build_binary(arpa_path: str, binary_path: str, progress: bool = True) -> Non
 def arpa_unigrams(arpa_path: str) -> List[Tuple[str, float, int]]:
     """(word, log10 probability, line) of every unigram of an ARPA file, specials excluded."""
     unigrams, section = [], None
-    with open(arpa_path, encoding="utf-8") as f:
+    with decoding(arpa_path), open(arpa_path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             line = line.strip()
             if line.startswith("\\"):

@@ -18,7 +18,9 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 
 from ..checkpoint import check_model_config, load_fairseq_checkpoint
 from ..data.dedup import dedup, expand
-from ..data.unit_files import add_mask, codes_to_tokens, load_unit_dictionary
+from ..data.unit_files import (add_mask, codes_to_tokens, dictionary_from_state,
+                               load_unit_dictionary)
+from ..errors import MissingInputError
 from ..modules.transformer import MaskedLMHead, TransformerEncoder, init_bert_params
 from ..precision import compile_in_place
 from ._arch import set_arch_defaults
@@ -103,6 +105,11 @@ class UnitBertModel(BaseFairseqModel):
         return self.cfg.max_positions
 
 
+UNIT_DICTIONARY_STATE = "unit_dictionary"
+"""Key of the task state in which ``unit_mlm`` checkpoints carry their dictionary (``<mask>``
+included)."""
+
+
 def bert_layer_indices(spec: str, num_layers: int) -> List[int]:
     """``--bert-layers``/``--layers`` -> hidden-state indices (0: the embeddings' output, i:
     Transformer layer i): ``last`` (the paper's), a layer ``N``, a comma list ``0,4,8`` or ``all``
@@ -130,14 +137,15 @@ def find_dictionary(checkpoint: str, cfg) -> str:
     found = next((p for p in candidates if os.path.exists(p)), None)
     if found is None:
         folders = sorted(set(map(os.path.dirname, candidates)))
-        raise FileNotFoundError(f"{checkpoint}: no dict.txt in {folders}")
+        raise MissingInputError(f"{checkpoint}: no dict.txt in {folders}")
     return found
 
 
 def load_unit_bert(path: str) -> Tuple[UnitBertModel, Dictionary]:
     """Loads a ``unit_bert`` checkpoint (trained by ``unit_mlm`` or converted from roberta) with
-    its dictionary: ``dict.txt`` beside the checkpoint, else in the task's data folder; ``<mask>``
-    is appended as the task does. Returns the model in eval mode on CPU."""
+    its dictionary: the one it carries (``unit_mlm`` checkpoints), else ``dict.txt`` beside the
+    checkpoint or in the task's data folder, with ``<mask>`` appended as the task does. Returns
+    the model in eval mode on CPU."""
     model, dictionary, _ = _load_unit_bert(path)
     return model, dictionary
 
@@ -151,8 +159,12 @@ def _load_unit_bert(path: str):
     model_cfg = UnitBertConfig(
         **{f.name: cfg["model"][f.name] for f in fields(UnitBertConfig) if f.name in cfg["model"]}
     )
-    dictionary = load_unit_dictionary(find_dictionary(path, cfg))
-    add_mask(dictionary)
+    carried = (state.get("task_state") or {}).get(UNIT_DICTIONARY_STATE)
+    if carried:
+        dictionary = dictionary_from_state(carried)
+    else:
+        dictionary = load_unit_dictionary(find_dictionary(path, cfg))
+        add_mask(dictionary)
     model = UnitBertModel(model_cfg, len(dictionary), dictionary.pad())
     model.load_state_dict(state["model"], strict=True)
     return model.eval(), dictionary, cfg.get("task") or {}

@@ -20,7 +20,7 @@ from collections import Counter
 
 import torch
 
-from ..cli import run
+from ..cli import run, split_name, split_names
 from ..data.manifest import read_manifest
 from ..data.unit_files import codes_to_tokens, write_dictionary, write_unit_lines
 from ..modules.logmel import LogMelFilterbank
@@ -86,17 +86,17 @@ def parse_args(argv=None):
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest-dir", required=True, help="folder of {split}.tsv")
     parser.add_argument("--dest", required=True, help="output folder")
-    parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits")
+    parser.add_argument("--splits", type=split_names, default="train,valid,test",
+                        help="comma-separated splits")
     clusters = parser.add_mutually_exclusive_group(required=True)
     clusters.add_argument("--clusters", type=int, help="number of clusters K")
     clusters.add_argument("--clusters-like", metavar="USAGE_JSON",
                           help="as many clusters as this quantize report's distinct tokens")
-    parser.add_argument("--fit-split", default="train", help="split the k-means is fit on")
+    parser.add_argument("--fit-split", type=split_name, default="train",
+                        help="split the k-means is fit on")
     parser.add_argument("--max-fit-frames", type=int, default=50_000, help="frames to fit on")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    args.splits = [s for s in args.splits.split(",") if s]
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:

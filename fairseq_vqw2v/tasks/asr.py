@@ -43,7 +43,7 @@ from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
 from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
-from ..data.manifest import ManifestError, read_manifest
+from ..data.manifest import ManifestError, check_split_name, read_manifest
 from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, FrontendSpec, input_source
@@ -138,7 +138,7 @@ class AsrTask(AutocastTask):
     def load_dataset(self, split: str, combine: bool = False, task_cfg=None, **kwargs):
         # fairseq-generate passes the training run's task config: what the model was fed
         cfg = task_cfg if task_cfg is not None else self.cfg
-        manifest_path = os.path.join(self.cfg.data, f"{split}.tsv")
+        manifest_path = os.path.join(self.cfg.data, f"{check_split_name(split)}.tsv")
         manifest = read_manifest(manifest_path)
         if not manifest.entries:
             raise ManifestError(f"{manifest_path}: no utterances")

@@ -22,6 +22,7 @@ from omegaconf import II, MISSING
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.audio_dataset import ManifestAudioDataset
+from ..data.manifest import check_split_name
 from ..data.unit_files import UnitDictionary
 from ..models.vq_wav2vec import VqWav2VecModel, codebook_shape
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run
@@ -103,13 +104,14 @@ class PretrainingTask(AutocastTask):
         # the task's own config (training: the run's; generation: the command line's), not the
         # checkpoint's: generation must not inherit training crops
         self.datasets[split] = ManifestAudioDataset(
-            os.path.join(self.cfg.data, f"{split}.tsv"),
+            os.path.join(self.cfg.data, f"{check_split_name(split)}.tsv"),
             sample_rate=self.cfg.sample_rate,
             max_sample_size=self.cfg.max_sample_size,
             min_sample_size=self.cfg.min_sample_size,
             pad=self.cfg.enable_padding,
             normalize=self.cfg.normalize,
             seed=self.cfg.seed,
+            skip_bad=True,
         )
 
     def build_model(self, cfg, from_checkpoint=False):

@@ -29,7 +29,8 @@ from fairseq.tasks import register_task
 from ..checkpoint import check_model_config
 from ..data.span_mask import SEMANTICS
 from ..data.unit_dataset import SpanMaskedUnitDataset, UnitDataset, load_units
-from ..data.unit_files import add_mask, load_unit_dictionary
+from ..data.unit_files import add_mask, dictionary_state, load_unit_dictionary
+from ..models.unit_bert import UNIT_DICTIONARY_STATE
 from ..models.unit_bert import UnitBertModel
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
@@ -80,6 +81,11 @@ class UnitMlmConfig(TrainingTaskConfig):
                   "and masking; featurizers of this BERT then de-duplicate its input and expand "
                   "its features back to 10 ms frames by the durations"},
     )
+    max_unknown_units: float = field(
+        default=0.05,
+        metadata={"help": "largest share of a .src file's units missing from dict.txt (<unk>) "
+                  "before training stops: units and dictionary of different quantizers"},
+    )
     seed: int = II("common.seed")
 
 
@@ -103,7 +109,7 @@ class UnitMlmTask(AutocastTask):
         return cls(cfg, dictionary)
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
-        units = load_units(self.cfg.data, split, self.dictionary)
+        units = load_units(self.cfg.data, split, self.dictionary, self.cfg.max_unknown_units)
         if self.cfg.dedup_units:
             frames = int(units.sizes.sum())
             units = (units if isinstance(units, UnitDataset) else UnitDataset.of(units)).deduplicated()
@@ -129,6 +135,11 @@ class UnitMlmTask(AutocastTask):
             shuffle=train,
         )
         logger.info(f"{split}: {len(units)} utterances, {int(units.sizes.sum())} units")
+
+    def state_dict(self):
+        # saved in every checkpoint: its dictionary is then found wherever the checkpoint is read
+        # from, not through the (relative) data path recorded at training time
+        return {**super().state_dict(), UNIT_DICTIONARY_STATE: dictionary_state(self.dictionary)}
 
     def build_model(self, cfg, from_checkpoint=False):
         check_model_config(cfg, (UnitBertModel,))  # see PretrainingTask.build_model
