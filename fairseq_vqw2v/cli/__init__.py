@@ -17,9 +17,9 @@ Result = TypeVar("Result")
 def keep_freed_memory() -> None:
     """Tells glibc's malloc to keep freed blocks of up to 32 MB for reuse instead of returning
     them to the OS. By default it unmaps large freed blocks and trims the heap, so each batch's
-    activations (16 MB per layer for 10 s of audio) fault their pages in again: 30% of the
-    quantize CLI's time on CPU. Peak memory is unchanged; only the process's own batch jobs
-    (these CLIs) do this, never an import. A no-op without glibc."""
+    activations (megabytes per layer) fault their pages in again, a large share of the quantize
+    CLI's time on CPU (``docs/benchmarks.md``). Peak memory is unchanged; only the process's own
+    batch jobs (these CLIs) do this, never an import. A no-op without glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -33,10 +33,9 @@ def map_batches(fn: Callable[[Batch], Result], batches: Sequence[Batch], device:
                 ) -> Iterator[Result]:
     """``fn(batch)`` for each of ``batches``, in order. On CPU with n > 1 torch threads, n
     batches run at once, one per thread, each of their ops on one core: an encoder batch's
-    per-utterance steps and small ops leave the other cores of a multi-threaded op idle, and
-    side by side the quantize CLI ran 1.15x (fp32) to 1.25x (bf16) faster on 2 cores, with the
-    same output. Elsewhere (a GPU, one thread) one after the other. ``fn`` enters its own
-    autocast or grad mode: they are per thread."""
+    per-utterance steps and small ops leave the other cores of a multi-threaded op idle; side
+    by side they keep every core busy, with the same output. Elsewhere (a GPU, one thread) one
+    after the other. ``fn`` enters its own autocast or grad mode: they are per thread."""
     threads = torch.get_num_threads()
     if torch.device(device).type != "cpu" or threads == 1:
         yield from map(fn, batches)

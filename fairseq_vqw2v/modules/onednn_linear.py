@@ -2,12 +2,11 @@
 on the CPUs where that was measured to pay.
 
 Same function as ``F.linear`` in full fp32; only the GEMM library differs. MKL, torch's BLAS on
-x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are about 2x faster for the
-forward and input-gradient GEMMs and 1.5x for the weight gradient (AMD EPYC). On Intel MKL runs
-its own AVX-512 kernels and oneDNN loses (Xeon with AMX: weight gradient 1.5-1.7x slower, the
-rest even), so there, and on any other CPU, device, dtype, under autocast (which casts
-``F.linear``'s inputs), or with oneDNN unavailable or turned off
-(``torch.backends.mkldnn.enabled = False``), these are ``F.linear``.
+x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are faster (on an AMD CPU
+without AVX-512 the two are even). On Intel MKL runs its own AVX-512 kernels and oneDNN loses,
+so there, and on any other CPU, device, dtype, under autocast (which casts ``F.linear``'s
+inputs), or with oneDNN unavailable or turned off (``torch.backends.mkldnn.enabled = False``),
+these are ``F.linear``. Measured per CPU: ``docs/benchmarks.md``.
 """
 
 import os
