@@ -22,5 +22,7 @@ def test_flags_doc_lists_every_task_model_and_criterion():
     assert "| `--labels` | `ltr` |" in doc
     assert "| `--max-sample-size` | - |" in doc
     assert "`--arch`: `unit_bert`, `unit_bert_base`" in doc
+    # the decoders' typed config, nested in vqw2v_asr's, gives flat flags
+    assert "| `--beam-threshold` | `25.0` |" in doc
     # fields that only mirror a fairseq option (II interpolations) are not flags of ours
     assert "--save-dir" not in doc
