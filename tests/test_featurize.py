@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from _checkpoint_util import save_vq_checkpoint
-from fairseq_vqw2v.cli import map_batches
+from fairseq_vqw2v.cli._parallel import map_batches
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE

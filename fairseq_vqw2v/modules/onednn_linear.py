@@ -58,12 +58,18 @@ class _OneDnnLinear(torch.autograd.Function):
 
 # decided once per process; tests set it to cover both paths
 PREFER_ONEDNN = cpuinfo_field("vendor_id") == "AuthenticAMD"
-if PREFER_ONEDNN:
-    # oneDNN caches a primitive per GEMM shape, each holding buffers sized to it; batches of
-    # varying length make new shapes every step, so the default capacity (1024) only adds
-    # ~500 MB of peak memory to a small BERT's training, no speed. oneDNN reads this when it
-    # builds its first primitive, so it is set before any model runs.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+
+
+def limit_primitive_cache() -> None:
+    """Caps oneDNN's primitive cache where these layers run in oneDNN (a user's own
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` wins). oneDNN caches a primitive per GEMM shape, each
+    holding buffers sized to it; batches of varying length make new shapes every step, so the
+    default capacity (1024) only adds hundreds of MB of peak memory to a small BERT's training,
+    no speed. oneDNN reads the variable when it builds its first primitive: called where a
+    process starts training or inference (the tasks' constructors, the CLIs' runner), before
+    any model runs, never on import."""
+    if PREFER_ONEDNN:
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
 
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
