@@ -35,8 +35,9 @@ demo: setup
 reproduce: setup
 	$(PY) -m fairseq_vqw2v.reproduce --out results
 
+# on every core (pytest-xdist): each test writes only under its own tmp_path
 test: setup
-	$(PY) -m pytest -m "not slow" tests
+	$(PY) -m pytest -n auto -m "not slow" tests
 
 test-all: setup
 	$(PY) -m pytest tests

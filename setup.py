@@ -17,10 +17,12 @@ setup(
         "editdistance",
         "kenlm",
         "flashlight-text",
+        # fairseq's --tensorboard-logdir writes through it (and fairseq asks for it on import)
+        "tensorboardX",
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "kaldi-native-fbank"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "kaldi-native-fbank"]},
     entry_points={
         "console_scripts": [
             "vqw2v-convert=fairseq_vqw2v.cli.convert:main",

@@ -28,7 +28,7 @@ sys.path[:0] = [os.path.dirname(BENCHMARKS), os.path.join(os.path.dirname(BENCHM
 
 from _asr_util import USER_DIR, train_args, write_letter_corpus  # noqa: E402
 from _bert_util import write_unit_corpus  # noqa: E402
-from _pretraining_util import train_command, write_corpus  # noqa: E402
+from _pretraining_util import pretrain_args, write_corpus  # noqa: E402
 from _train_util import build_trainer, train  # noqa: E402
 from am_throughput import cpu_model, write_upstreams  # noqa: E402
 from fairseq_vqw2v.cli.featurize import main as featurize_main  # noqa: E402
@@ -39,7 +39,7 @@ from fairseq_vqw2v.precision import NATIVE_BF16_CPU, bf16_missing  # noqa: E402
 def trainings(tmp: Path, vq: str, bert: str):
     """(name, fairseq-train command line without the program) of each training measured."""
     write_corpus(str(tmp / "audio"), splits=(("train", 8),), seconds=(2.0, 3.0))
-    pretraining = train_command(tmp / "audio", tmp / "save", 100)[1:]
+    pretraining = [*pretrain_args(tmp / "audio", tmp / "save", 100), "--user-dir", USER_DIR, "--cpu"]
     units = write_unit_corpus(tmp / "units", splits=(("train", 200),))
     bert_argv = [units, "--user-dir", USER_DIR, "--task", "unit_mlm", "--criterion", "span_mlm",
                  "--tokens-per-sample", "128", "--optimizer", "adam", "--lr", "1e-4",

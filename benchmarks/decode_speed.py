@@ -25,6 +25,7 @@ from fairseq_vqw2v.constants import FRAME_RATE
 from fairseq_vqw2v.data.manifest import words_to_letters
 from fairseq_vqw2v.decoding import lm_build
 from fairseq_vqw2v.decoding.kenlm_decoder import KenLMLexiconDecoder
+from fairseq_vqw2v.decoding.config import BeamSearchConfig
 from fairseq_vqw2v.decoding.lexicon import write_lexicon
 from fairseq_vqw2v.decoding.scoring import score
 from fairseq_vqw2v.decoding.viterbi import ViterbiDecoder
@@ -106,7 +107,7 @@ def main():
         lengths = torch.tensor([u.size(0) for u in utterances])
         audio = frames / FRAME_RATE
 
-        decoder, load_cpu, _ = timed(lambda: KenLMLexiconDecoder(d, lexicon, binary, beam=args.beam))
+        decoder, load_cpu, _ = timed(lambda: KenLMLexiconDecoder(d, lexicon, binary, BeamSearchConfig(beam=args.beam)))
         print(f"CPU: {cpu_model()}; 1 thread; LM: 4-gram of {len(corpus)} sentences ({source}), "
               f"lexicon {decoder.word_dict.index_size() - 1} words (loaded in {load_cpu:.2f} s)")
         print(f"audio: {len(utterances)} utterances, {audio:.1f} s at {FRAME_RATE} frames/s, "

@@ -5,9 +5,17 @@ criterion it defines with fairseq's registries, puts our checks in front of fair
 loading (:func:`fairseq_vqw2v.checkpoint.install_fairseq_checks`) and makes the project's own
 user-facing errors end fairseq's binaries with their one-line message
 (:func:`fairseq_vqw2v.errors.install_excepthook`).
+
+This is the one module whose import changes the process, on purpose: it is fairseq's entry point
+for ``--user-dir`` (fairseq-train and fairseq-generate import it, and nothing else of ours,
+before they build anything), so registration happens here, and so do the two hooks above and the
+warning filters below. They must be in place before fairseq's own calls into hydra and torch
+warn (or load a checkpoint), and no later hook of ours runs before those calls; each filter
+matches one known message from one module, so every other warning still shows. Everything else
+that sets process-wide state (oneDNN's primitive cache, glibc's allocator) is an explicit call
+where a process starts training or inference.
 """
 
-import logging
 import warnings
 
 __version__ = "0.1.0"
@@ -38,26 +46,9 @@ KNOWN_HARMLESS_WARNINGS = (
 )
 
 
-class _DropMessage(logging.Filter):
-    """Drops the records of one logger whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
-
-
 def _quiet_known_harmless() -> None:
     for message, module, category in KNOWN_HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
-    # fairseq's text-to-speech task (imported with every task) asks for tensorboardX, which
-    # nothing here uses; only effective when this package is imported before fairseq's tasks
-    # (our CLIs); fairseq-train imports them before loading --user-dir
-    logging.getLogger("fairseq.tasks.text_to_speech").addFilter(
-        _DropMessage("Please install tensorboardX")
-    )
 
 
 _quiet_known_harmless()

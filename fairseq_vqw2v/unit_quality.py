@@ -1,54 +1,34 @@
 """How good discrete units are: codebook usage (distinct tokens, perplexity, bitrate, a frequency
-plot), and how well they follow phones (purity, PNMI, a phone x unit plot and the log-mel k-means
-baseline every learned unit inventory should beat).
-
-Alignment file ``{split}.align`` (written by ``manifests.synth``): one line per manifest line,
-the utterance's phone segments ``phone:end_seconds`` in order (``pau:0.184 dh:0.233 ...``); a
-segment starts where the previous one ends, the first at 0.
-
-Frames: a front end whose frame ``t`` covers samples ``[t * stride, t * stride + window)`` (the
-conv encoder and the Kaldi log-mel both snip edges; stride 160 = 10 ms) labels frame ``t`` with
-the phone whose segment holds the frame's centre ``t * stride + window / 2``; a centre at or past
-the last end time (kal16's audio ends inside its final ``pau``) takes the last phone. So the
-encoder (window 465 samples for the standard 5-layer stack) and the log-mel (400 samples) are
-each matched to the phones they actually see.
+plot), and how well they follow phones (purity, PNMI, a phone x unit plot, and the log-mel
+k-means baseline every learned unit inventory should beat: :mod:`fairseq_vqw2v.logmel_kmeans`,
+with as many clusters as the units use distinct tokens, so any corpus says whether learned units
+beat seconds of clustering). Phones come from ``{split}.align`` files, each frame labelled with
+the phone at its centre (:mod:`fairseq_vqw2v.data.alignments`).
 
 Measures (fairseq's ``examples/hubert/measure_teacher_quality.py``, imported, not copied): with
 P(phone, unit) the frame co-occurrence, phone purity = sum over units of max over phones
 P(phone, unit) (``ref pur``: the frame accuracy of labelling each unit with its commonest
 phone), unit purity = sum over phones of max over units (``hyp pur``), PNMI = I(phone; unit) /
 H(phone) (``MI/H(ref)``: the share of phone uncertainty a unit removes).
-
-Baseline: k-means (k-means++ seeding, then Lloyd iterations; seeded) on per-utterance normalised
-80-dim Kaldi log-mel frames, fit on train and evaluated with as many clusters as the units use
-distinct tokens, so any corpus says whether learned units beat ten seconds of clustering.
 """
 
 import math
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 from fairseq.examples.hubert.measure_teacher_quality import comp_norm_mutual_info, comp_purity
 
 from .constants import FRAME_RATE, FRAME_STRIDE, SAMPLE_RATE
+from .data.alignments import ALIGN_EXT, frame_phone_lines, read_alignments
 from .data.manifest import read_manifest
-from .data.text_files import decoding
 from .data.unit_files import SEPARATOR
+from .logmel_kmeans import MAX_FIT_FRAMES, SEED, fit_frames, kmeans_units, logmel_frames
 from .modules.logmel import LogMelFilterbank
 from .modules.perplexity import perplexity
-
-ALIGN_EXT = "align"
-
-ALIGN_TOLERANCE_SECONDS = 0.05
-"""An alignment may end this much before the last frame centre (flite's end times are rounded
-to 1 ms and its wavs end within 5 ms of them); ending earlier means the wrong alignment file."""
-
-Segments = List[Tuple[str, float]]
 
 
 def _count_perplexity(counts: Iterable[int]) -> float:
@@ -99,33 +79,6 @@ def plot_code_frequencies(counts: Counter, png_path: str, title: str = "unit fre
     plt.close(fig)
 
 
-def parse_alignment(line: str, where: str) -> Segments:
-    """``pau:0.184 dh:0.233 ...`` -> [(phone, end seconds)]; ``where`` (``file:line``) prefixes
-    errors (a malformed token, end times not increasing, an empty line)."""
-    segments, previous = [], 0.0
-    for token in line.split():
-        phone, sep, end = token.rpartition(":")
-        try:
-            end = float(end)
-        except ValueError:
-            end = math.nan
-        if not sep or not phone or not math.isfinite(end):
-            raise ValueError(f"{where}: expected 'phone:end_seconds', got {token!r}")
-        if end < previous:
-            raise ValueError(f"{where}: segment {token!r} ends before the previous one ({previous})")
-        segments.append((phone, end))
-        previous = end
-    if not segments:
-        raise ValueError(f"{where}: empty alignment")
-    return segments
-
-
-def read_alignments(path: str) -> List[Segments]:
-    """The segments of every line of an ``.align`` file."""
-    with decoding(path), open(path, encoding="utf-8") as f:
-        return [parse_alignment(line, f"{path}:{n}") for n, line in enumerate(f, 1)]
-
-
 def frame_window(output_lengths, stride: int = FRAME_STRIDE, limit: int = SAMPLE_RATE) -> int:
     """Samples seen by one frame of a front end with valid (snip-edges) convolutions: the
     smallest input that yields a frame. ``output_lengths`` maps B sample counts to B frames;
@@ -139,26 +92,6 @@ def frame_window(output_lengths, stride: int = FRAME_STRIDE, limit: int = SAMPLE
         raise ValueError(f"the front end's frames are not {stride} samples apart: phone "
                          f"alignments are measured on {stride}-sample frames")
     return window
-
-
-def frame_phones(segments: Segments, num_frames: int, window: int, stride: int = FRAME_STRIDE,
-                 sample_rate: int = SAMPLE_RATE, where: str = "alignment") -> List[str]:
-    """The phone at the centre of each of ``num_frames`` frames (see the module docstring).
-
-    Raises ValueError naming ``where`` when the last centre lies more than
-    ``ALIGN_TOLERANCE_SECONDS`` past the alignment's end.
-    """
-    phones = [p for p, _ in segments]
-    ends = np.array([e for _, e in segments])
-    centres = (np.arange(num_frames) * stride + window / 2) / sample_rate
-    if num_frames and centres[-1] > ends[-1] + ALIGN_TOLERANCE_SECONDS:
-        raise ValueError(
-            f"{where}: the alignment ends at {ends[-1]:.3f} s but frame {num_frames - 1} is "
-            f"centred at {centres[-1]:.3f} s: alignment and audio do not match"
-        )
-    # a centre equal to an end time belongs to the next segment: segments are [start, end)
-    index = np.minimum(np.searchsorted(ends, centres, side="right"), len(phones) - 1)
-    return [phones[i] for i in index]
 
 
 @dataclass
@@ -239,111 +172,9 @@ def plot_cooccurrence(cooc: Cooccurrence, png_path: str, title: str = "phones x 
     plt.close(fig)
 
 
-def _squared_distances(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """N x D, K x D -> N x K squared Euclidean distances."""
-    return (x.square().sum(1, keepdim=True) - 2 * x @ centroids.T
-            + centroids.square().sum(1)).clamp(min=0)
-
-
-def assign_clusters(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """N x D frames -> N nearest-centroid indices (long), in chunks to bound memory."""
-    # ||x||^2 does not change the argmin: one fused ||c||^2 - 2 x.c per chunk
-    c_norms = centroids.square().sum(1)
-    labels = [torch.addmm(c_norms, x[i:i + chunk], centroids.T, alpha=-2).argmin(1)
-              for i in range(0, len(x), chunk)]
-    return torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
-
-
-@torch.no_grad()
-def kmeans(x: torch.Tensor, k: int, iterations: int = 20, seed: int = 1,
-           max_frames: Optional[int] = 50_000) -> torch.Tensor:
-    """k-means++ seeding and Lloyd iterations on N x D float frames -> K x D centroids.
-
-    Fits on at most ``max_frames`` frames drawn at random (all if None); an emptied cluster
-    restarts at the frame farthest from its centroid. Deterministic for a given seed.
-    """
-    x = x.float()
-    if not 1 <= k <= len(x):
-        raise ValueError(f"k-means needs 1 <= k <= {len(x)} frames, got k={k}")
-    generator = torch.Generator().manual_seed(seed)
-    if max_frames is not None and len(x) > max_frames:
-        x = x[torch.randperm(len(x), generator=generator)[:max_frames]]
-    centroids = x.new_empty(k, x.size(1))
-    centroids[0] = x[torch.randint(len(x), (1,), generator=generator)]
-    nearest = _squared_distances(x, centroids[:1]).squeeze(1)
-    for j in range(1, k):
-        # total of 0 when every frame is a centroid already: fall back to uniform
-        weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)
-        centroids[j] = x[torch.multinomial(weights, 1, generator=generator)]
-        nearest = torch.minimum(nearest, _squared_distances(x, centroids[j:j + 1]).squeeze(1))
-    labels = None
-    for _ in range(iterations):
-        new_labels = assign_clusters(x, centroids)
-        if labels is not None and torch.equal(new_labels, labels):
-            break
-        labels = new_labels
-        sums = x.new_zeros(k, x.size(1)).index_add_(0, labels, x)
-        sizes = torch.bincount(labels, minlength=k)
-        centroids = torch.where(sizes[:, None] > 0, sums / sizes.clamp(min=1)[:, None], centroids)
-        empty = torch.nonzero(sizes == 0).flatten()
-        if len(empty):
-            error = (x - centroids[labels]).square().sum(1)
-            centroids[empty] = x[error.topk(len(empty)).indices]
-    return centroids
-
-
-def logmel_frames(manifest_path: str, indices: Optional[Sequence[int]] = None,
-                  logmel: Optional[LogMelFilterbank] = None) -> List[torch.Tensor]:
-    """80-dim Kaldi log-mel (normalised per utterance) of manifest lines: T_i x 80 each."""
-    logmel = logmel or LogMelFilterbank()
-    manifest = read_manifest(manifest_path)
-    indices = range(len(manifest.entries)) if indices is None else indices
-    frames = []
-    with torch.no_grad():
-        for i in indices:
-            audio, rate = sf.read(manifest.audio_path(i), dtype="float32")
-            if rate != SAMPLE_RATE or audio.ndim != 1:
-                raise ValueError(f"{manifest.audio_path(i)}: expected mono {SAMPLE_RATE} Hz audio")
-            feats, _ = logmel(torch.from_numpy(audio)[None])
-            frames.append(feats[0])
-    return frames
-
-
-def kmeans_units(train_frames: Sequence[torch.Tensor], eval_frames: Sequence[torch.Tensor],
-                 k: int, seed: int = 1, max_fit_frames: Optional[int] = 50_000) -> List[List[int]]:
-    """Cluster indices of each ``eval_frames`` utterance, k-means fit on ``train_frames``."""
-    centroids = kmeans(torch.cat(list(train_frames)), k, seed=seed, max_frames=max_fit_frames)
-    return [assign_clusters(f.float(), centroids).tolist() for f in eval_frames]
-
-
-def frame_phone_lines(alignments: Sequence[Segments], indices: Sequence[int],
-                      num_frames: Sequence[int], window: int, path: str) -> List[List[str]]:
-    """``frame_phones`` of the utterances ``indices`` (0-based lines of ``path``, the alignment
-    file, which errors name) with ``num_frames`` frames each."""
-    if len(indices) and max(indices) >= len(alignments):
-        raise ValueError(f"{path}: {len(alignments)} lines, but line {max(indices) + 1} is needed")
-    return [frame_phones(alignments[i], n, window, where=f"{path}:{i + 1}")
-            for i, n in zip(indices, num_frames)]
-
-
-def fit_utterances(manifest_path: str, max_frames: int, seed: int = 1) -> List[int]:
-    """A seeded random subset of a manifest's lines holding about ``max_frames`` 10 ms frames
-    (all lines when it has fewer), in manifest order: the k-means fit set, read without loading
-    a whole large train split."""
-    sizes = [n for _, n in read_manifest(manifest_path).entries]
-    order = torch.randperm(len(sizes), generator=torch.Generator().manual_seed(seed)).tolist()
-    chosen, frames = [], 0
-    for i in order:
-        if frames >= max_frames:
-            break
-        chosen.append(i)
-        frames += sizes[i] // FRAME_STRIDE
-    return sorted(chosen)
-
-
 def logmel_kmeans_baseline(manifest_dir: str, split: str, k: int, indices: Sequence[int],
-                           fit_split: str = "train", seed: int = 1,
-                           max_fit_frames: int = 50_000,
+                           fit_split: str = "train", seed: int = SEED,
+                           max_fit_frames: int = MAX_FIT_FRAMES,
                            cache: Optional[Dict[str, List[torch.Tensor]]] = None) -> Dict[str, float]:
     """Phone measures of K log-mel k-means clusters on the ``indices`` lines of ``split``, fit on
     about ``max_fit_frames`` frames of ``fit_split`` (``split`` itself when ``{fit_split}.tsv``
@@ -353,7 +184,7 @@ def logmel_kmeans_baseline(manifest_dir: str, split: str, k: int, indices: Seque
         fit_split = split
     fit_path = os.path.join(manifest_dir, f"{fit_split}.tsv")
     if fit_split not in cache:
-        cache[fit_split] = logmel_frames(fit_path, fit_utterances(fit_path, max_fit_frames, seed))
+        cache[fit_split] = fit_frames(fit_path, max_fit_frames=max_fit_frames, seed=seed)
     align_path = os.path.join(manifest_dir, f"{split}.{ALIGN_EXT}")
     frames = logmel_frames(os.path.join(manifest_dir, f"{split}.tsv"), indices)
     units = kmeans_units(cache[fit_split], frames, k, seed=seed, max_fit_frames=max_fit_frames)

@@ -51,6 +51,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from fairseq_vqw2v.constants import SAMPLE_RATE
+from fairseq_vqw2v.data.alignments import format_alignment
 from fairseq_vqw2v.data.manifest import words_to_letters, write_split
 from manifests.synth_text import TextSourceError, load_sentences
 
@@ -135,11 +136,6 @@ def parse_segments(psdur_output):
 def parse_phones(psdur_output):
     """``pau:0.184 dh:0.233 ...`` (flite ``-psdur``) -> phones without silence."""
     return [p for p, _ in parse_segments(psdur_output) if p != SILENCE_PHONE]
-
-
-def format_segments(segments):
-    """[(phone, end seconds)] -> an ``.align`` line, ``pau:0.184 dh:0.233 ...``."""
-    return " ".join(f"{phone}:{end:.3f}" for phone, end in segments)
 
 
 def synthesize(utt, wav_root):
@@ -311,7 +307,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
                 "wrd": texts,
                 "ltr": [words_to_letters(t) for t in texts],
                 "phn": [" ".join(r.phones) for r in done],
-                "align": [format_segments(r.segments) for r in done],
+                "align": [format_alignment(r.segments) for r in done],
             },
         )
         splits_meta[split] = {

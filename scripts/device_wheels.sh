@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wheels for a lent GPU machine (see "Benchmarks" in README.md): its image has Python 3.12,
+# Wheels for a lent GPU machine (see docs/benchmarks.md): its image has Python 3.12,
 # PyTorch, numpy 2, scipy and scikit-learn and no registry, so fairseq and the audio/scoring modules
 # the plugin imports travel as wheels in .device-wheels/ (ignored by git; pass it in the device
 # tool's `carry`). Not numpy<2: the image's scipy needs numpy 2 and fairseq imports it (through

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -62,13 +61,13 @@ def write_corpus(root, splits=(("train", 8), ("valid", 3)), seconds=(1.2, 2.0), 
     return sizes
 
 
-def train_command(data, save_dir, max_update, arch="vq_wav2vec_tiny", extra=()):
-    """A fairseq-train command line for a few CPU updates on 1 s crops."""
+def pretrain_args(data, save_dir, max_update, arch="vq_wav2vec_tiny", extra=()):
+    """fairseq-train's arguments (without ``--user-dir`` and ``--cpu``) for a few CPU updates on
+    1 s crops."""
     return [
-        os.path.join(BIN, "fairseq-train"), str(data),
-        "--user-dir", USER_DIR,
+        str(data),
         "--task", "vqw2v_pretraining", "--arch", arch, "--criterion", "vqw2v_contrastive",
-        "--cpu", "--num-workers", "0", "--seed", "1",
+        "--num-workers", "0", "--seed", "1",
         "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed",
         "--max-update", str(max_update), "--max-tokens", "48000",
         "--max-sample-size", "16000", "--min-sample-size", "4000",
@@ -77,11 +76,6 @@ def train_command(data, save_dir, max_update, arch="vq_wav2vec_tiny", extra=()):
         "--num-negatives", "10", "--prediction-steps", "4",
         *extra,
     ]
-
-
-def run(cmd, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def train_losses(output):

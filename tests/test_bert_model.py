@@ -1,6 +1,9 @@
 """unit_bert model: shapes, padding invariance, masked-only head, layers, archs, fast kernels."""
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -87,6 +90,27 @@ def test_linear_matches_float64_reference_with_gradients(bias, onednn, monkeypat
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
     for leaf, ref_leaf in zip(leaves, ref_leaves):
         torch.testing.assert_close(leaf.grad.double(), ref_leaf.grad, atol=1e-4, rtol=1e-5)
+
+
+def test_onednn_cache_is_capped_by_a_task_not_by_an_import():
+    """Importing the plugin changes no environment variable; building a task does (where the
+    oneDNN layers are used), and a user's own setting wins."""
+    code = """if True:
+        import os
+        import fairseq_vqw2v
+        from fairseq_vqw2v.modules import onednn_linear
+        from fairseq_vqw2v.tasks.asr import AsrConfig, AsrTask
+        assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+        onednn_linear.PREFER_ONEDNN = True
+        AsrTask(AsrConfig(data="unused"), dictionary=None)
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "64"
+        onednn_linear.limit_primitive_cache()
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    """
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

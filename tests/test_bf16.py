@@ -9,7 +9,7 @@ import torch
 
 from _asr_util import USER_DIR, train_args, write_letter_corpus, write_upstreams
 from _bert_util import write_unit_corpus
-from _pretraining_util import train_command, write_corpus
+from _pretraining_util import pretrain_args, write_corpus
 from _train_util import batches, build_trainer, train
 from fairseq.utils import apply_to_sample
 from fairseq_vqw2v.precision import bf16_available, bf16_missing, cpu_bf16_missing
@@ -62,7 +62,7 @@ def asr_corpus(tmp_path_factory):
 
 def pretraining(tmp_path, _):
     write_corpus(str(tmp_path / "audio"))
-    return train_command(tmp_path / "audio", tmp_path / "save", 10)[1:]
+    return [*pretrain_args(tmp_path / "audio", tmp_path / "save", 10), "--user-dir", USER_DIR, "--cpu"]
 
 
 def unit_mlm(tmp_path, _):

@@ -16,6 +16,7 @@ from fairseq.data import Dictionary
 from fairseq_vqw2v.checkpoint import fairseq_envelope
 from fairseq_vqw2v.data.manifest import words_to_letters
 from fairseq_vqw2v.decoding import lm_build
+from fairseq_vqw2v.decoding.config import BeamSearchConfig
 from fairseq_vqw2v.decoding.lexicon import write_lexicon
 from fairseq_vqw2v.decoding.viterbi import ViterbiDecoder, ctc_greedy
 
@@ -136,7 +137,7 @@ def test_kenlm_decoder_recovers_what_greedy_gets_wrong(letters, word_lm):
     (greedy,), = ViterbiDecoder(letters).decode(emissions, lengths)
     assert greedy["words"] == "the kat sat on the nat".split()
     lexicon, lm = word_lm
-    decoder = KenLMLexiconDecoder(letters, lexicon, lm, nbest=3)
+    decoder = KenLMLexiconDecoder(letters, lexicon, lm, BeamSearchConfig(nbest=3))
     (hypos,) = decoder.decode(emissions, lengths)
     assert hypos[0]["words"] == SENTENCE.split()
     assert letters.string(hypos[0]["tokens"]).replace("|", "").split() == list(SENTENCE.replace(" ", ""))
@@ -212,18 +213,53 @@ def test_char_kenlm_decoding_with_and_without_lexicon(letters, char_lm, word_lm)
 
     emissions = noisy_sentence(letters).unsqueeze(0)
     lengths = torch.tensor([emissions.size(1)])
-    free = CharLMDecoder(letters, char_lm, "kenlm", lm_weight=1.0)
+    free = CharLMDecoder(letters, char_lm, "kenlm", search=BeamSearchConfig(lm_weight=1.0))
     (hypos,) = free.decode(emissions, lengths)
     assert hypos[0]["words"] == SENTENCE.split()
     lexicon, _ = word_lm
-    constrained = CharLMDecoder(letters, char_lm, "kenlm", lexicon=lexicon, lm_weight=1.0)
+    constrained = CharLMDecoder(letters, char_lm, "kenlm", lexicon, BeamSearchConfig(lm_weight=1.0))
     (hypos,) = constrained.decode(emissions, lengths)
     assert hypos[0]["words"] == SENTENCE.split()
     # without the LM's help the acoustics win: the LM is what corrects the letters
-    (hypos,) = CharLMDecoder(letters, char_lm, "kenlm", lm_weight=0.0).decode(emissions, lengths)
+    (hypos,) = CharLMDecoder(letters, char_lm, "kenlm", search=BeamSearchConfig(lm_weight=0.0)).decode(emissions, lengths)
     assert hypos[0]["words"] == "the kat sat on the nat".split()
     with pytest.raises(ValueError, match="lm_type must be one of"):
         CharLMDecoder(letters, char_lm, "transformer")
+
+
+def test_factory_builds_the_configured_decoder_from_fairseqs_config_node(letters, word_lm,
+                                                                        tmp_path):
+    """build_decoder takes the DecoderConfig as fairseq hands it over (an omegaconf node inside
+    the task's config), applies a tune result, and names the flag a decoder lacks."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from fairseq_vqw2v.decoding.config import DecoderConfig
+    from fairseq_vqw2v.decoding.factory import build_decoder
+    from fairseq_vqw2v.decoding.kenlm_decoder import KenLMLexiconDecoder
+    from fairseq_vqw2v.tasks.asr import AsrConfig
+
+    lexicon, lm = word_lm
+    settings = tmp_path / "best.json"
+    settings.write_text(json.dumps({"lm_weight": 0.5, "word_score": 1.5}))
+    cfg = OmegaConf.structured(AsrConfig(data="x"))
+    cfg.decoding.decoder, cfg.decoding.lexicon, cfg.decoding.decoder_lm = "kenlm", lexicon, lm
+    cfg.decoding.search.beam = 7
+    decoder = build_decoder(cfg.decoding, letters)
+    assert isinstance(decoder, KenLMLexiconDecoder)
+    assert (decoder.cfg.beam, decoder.cfg.lm_weight, decoder.cfg.word_score) == (7, 2.0, -1.0)
+    cfg.decoding.decoder_settings = str(settings)
+    decoder = build_decoder(cfg.decoding, letters)
+    assert (decoder.cfg.beam, decoder.cfg.lm_weight, decoder.cfg.word_score) == (7, 0.5, 1.5)
+    assert isinstance(build_decoder(DecoderConfig(), letters), ViterbiDecoder)
+    with pytest.raises(ValueError, match="--decoder kenlm needs --lexicon PATH"):
+        build_decoder(DecoderConfig(decoder="kenlm", decoder_lm=lm), letters)
+    with pytest.raises(ValueError, match="--decoder charlm needs --decoder-lm PATH"):
+        build_decoder(DecoderConfig(decoder="charlm"), letters)
+    settings.write_text("{}")
+    with pytest.raises(ValueError, match="best.json: not a tune CLI result"):
+        build_decoder(cfg.decoding, letters)
 
 
 def train_fconv_char_lm(tmp_path, steps=150):
@@ -291,7 +327,7 @@ def test_fconv_char_lm_decoding(letters, tmp_path):
 
     emissions = noisy_sentence(letters).unsqueeze(0)
     lengths = torch.tensor([emissions.size(1)])
-    decoder = CharLMDecoder(letters, path, "fconv", lm_weight=1.0, beam=10)
+    decoder = CharLMDecoder(letters, path, "fconv", search=BeamSearchConfig(lm_weight=1.0, beam=10))
     (hypos,) = decoder.decode(emissions, lengths)
     assert hypos[0]["words"] == SENTENCE.split()
 

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from _checkpoint_util import save_vq_checkpoint
-from fairseq_vqw2v.cli import map_batches
+from fairseq_vqw2v.cli._parallel import map_batches
 from fairseq_vqw2v.cli.featurize import main as featurize_main
 from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.constants import SAMPLE_RATE
@@ -409,3 +409,13 @@ def test_bf16_featurize_is_close_to_fp32(setup, units, source, tmp_path):
     error = np.linalg.norm(bf16 - fp32, axis=1) / np.linalg.norm(fp32, axis=1)
     print(f"{source}: relative error of bf16 frames: mean {error.mean():.4f}, max {error.max():.4f}")
     assert 0 < error.max() <= BF16_FRAME_ERROR
+
+
+def test_quantize_names_the_checkpoint_as_featurize_does_and_keeps_the_old_spelling():
+    from fairseq_vqw2v.cli.quantize import parse_args
+
+    common = ["--manifest-dir", "data", "--dest", "units"]
+    assert parse_args(["--vq-checkpoint", "vq.pt", *common]).checkpoint == "vq.pt"
+    assert parse_args(["--checkpoint", "vq.pt", *common]).checkpoint == "vq.pt"
+    with pytest.raises(SystemExit):
+        parse_args(common)

@@ -18,7 +18,7 @@ from fairseq_vqw2v.data.unit_files import read_dictionary_counts, tokens_to_code
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel
 from fairseq_vqw2v.precision import bf16_available, bf16_missing
 
-from _pretraining_util import BIN, USER_DIR, run, train_command, train_losses, write_corpus
+from _pretraining_util import pretrain_args, train_losses, write_corpus
 
 UPDATES = 10
 # a short aggregator keeps the k-means run fast; the encoder stays the tiny arch's
@@ -33,10 +33,10 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gumbel_run(corpus, tmp_path_factory):
+def gumbel_run(corpus, tmp_path_factory, fairseq_cli):
     """An uninterrupted Gumbel run of UPDATES updates."""
     save = tmp_path_factory.mktemp("gumbel")
-    result = run(train_command(corpus, save, UPDATES))
+    result = fairseq_cli("train", *pretrain_args(corpus, save, UPDATES), threads=2)
     assert result.returncode == 0, result.stderr[-3000:]
     return save, train_losses(result.stdout)
 
@@ -65,12 +65,12 @@ def test_gumbel_training_loss_decreases(gumbel_run):
         assert 1 <= float(u["distinct_codes"]) <= cfg.vq_vars**cfg.vq_groups
 
 
-def test_resume_from_checkpoint_last_continues_identically(corpus, gumbel_run, tmp_path):
+def test_resume_from_checkpoint_last_continues_identically(corpus, gumbel_run, tmp_path, fairseq_cli):
     _, uninterrupted = gumbel_run
     half = UPDATES // 2
-    first = run(train_command(corpus, tmp_path, half))
+    first = fairseq_cli("train", *pretrain_args(corpus, tmp_path, half), threads=2)
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run(train_command(corpus, tmp_path, UPDATES))
+    second = fairseq_cli("train", *pretrain_args(corpus, tmp_path, UPDATES), threads=2)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Loaded checkpoint" in second.stdout
     resumed = train_losses(first.stdout)
@@ -80,14 +80,15 @@ def test_resume_from_checkpoint_last_continues_identically(corpus, gumbel_run, t
             assert resumed[u][key] == uninterrupted[u][key], (u, key)
 
 
-def test_kmeans_trains_without_nan_and_warns_on_collapse(corpus, tmp_path):
+def test_kmeans_trains_without_nan_and_warns_on_collapse(corpus, tmp_path, fairseq_cli):
     extra = [
         *SHORT_AGGREGATOR, "--vq-type", "kmeans", "--loss-weights", "[1]",
         # a strict threshold so a few updates on a toy corpus trigger the warning
         "--collapse-warn-fraction", "0.9", "--collapse-warn-after", "2",
         "--collapse-warn-interval", "10",
     ]
-    result = run(train_command(corpus, tmp_path, 4, arch="vq_wav2vec_kmeans", extra=extra))
+    result = fairseq_cli("train", *pretrain_args(corpus, tmp_path, 4, arch="vq_wav2vec_kmeans",
+                                                 extra=extra), threads=2)
     assert result.returncode == 0, result.stderr[-3000:]
     stats = train_losses(result.stdout)
     assert len(stats) == 4
@@ -99,13 +100,13 @@ def test_kmeans_trains_without_nan_and_warns_on_collapse(corpus, tmp_path):
     assert "after 2 updates" in warnings[0]
 
 
-def test_bad_manifest_line_stops_fairseq_train_with_the_line(corpus, tmp_path):
+def test_bad_manifest_line_stops_fairseq_train_with_the_line(corpus, tmp_path, fairseq_cli):
     data = tmp_path / "data"
     data.mkdir()
     lines = (corpus / "train.tsv").read_text().splitlines()
     lines[2] = lines[2].replace("\t", " ")
     (data / "train.tsv").write_text("\n".join(lines) + "\n")
-    result = run(train_command(data, tmp_path / "save", 2))
+    result = fairseq_cli("train", *pretrain_args(data, tmp_path / "save", 2), threads=2)
     assert result.returncode == 1
     # the one-line message alone, without fairseq's traceback above it
     assert result.stderr.splitlines()[-1] == (
@@ -114,7 +115,7 @@ def test_bad_manifest_line_stops_fairseq_train_with_the_line(corpus, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_bad_audio_found_mid_run_is_skipped_named_and_counted(corpus, tmp_path):
+def test_bad_audio_found_mid_run_is_skipped_named_and_counted(corpus, tmp_path, fairseq_cli):
     data = tmp_path / "data"
     data.mkdir()
     lines = (corpus / "train.tsv").read_text().splitlines()
@@ -124,7 +125,7 @@ def test_bad_audio_found_mid_run_is_skipped_named_and_counted(corpus, tmp_path):
     lines[-1] = f"{data / 'nan.wav'}\t{len(audio)}"
     (data / "train.tsv").write_text("\n".join(lines) + "\n")
     save = tmp_path / "save"
-    result = run(train_command(data, save, 3))  # one epoch
+    result = fairseq_cli("train", *pretrain_args(data, save, 3), threads=2)  # one epoch
     assert result.returncode == 0, result.stderr[-3000:]
     assert (save / "checkpoint_last.pt").exists()
     output = result.stdout + result.stderr
@@ -137,13 +138,10 @@ def test_bad_audio_found_mid_run_is_skipped_named_and_counted(corpus, tmp_path):
     assert all(math.isfinite(float(stats[u]["loss"])) for u in stats)
 
 
-def generate_units(checkpoint, data, subset):
-    cmd = [
-        os.path.join(BIN, "fairseq-generate"), str(data), "--user-dir", USER_DIR,
-        "--task", "vqw2v_pretraining", "--path", str(checkpoint), "--gen-subset", subset,
-        "--batch-size", "2", "--cpu", "--num-workers", "0",
-    ]
-    result = run(cmd)
+def generate_units(fairseq_cli, checkpoint, data, subset):
+    result = fairseq_cli("generate", data, "--task", "vqw2v_pretraining", "--path", checkpoint,
+                         "--gen-subset", subset, "--batch-size", "2", "--num-workers", "0",
+                         threads=2)
     assert result.returncode == 0, result.stderr[-3000:]
     return {
         int(m.group(1)): m.group(2).split()
@@ -151,7 +149,7 @@ def generate_units(checkpoint, data, subset):
     }
 
 
-def test_generate_and_quantize_write_the_same_units(corpus, gumbel_run, tmp_path):
+def test_generate_and_quantize_write_the_same_units(corpus, gumbel_run, tmp_path, fairseq_cli):
     save, _ = gumbel_run
     checkpoint = save / "checkpoint_last.pt"
     model = load_model(checkpoint)
@@ -159,7 +157,7 @@ def test_generate_and_quantize_write_the_same_units(corpus, gumbel_run, tmp_path
     sizes = torch.tensor([n for _, n in manifest.entries])
     frames = model.output_lengths(sizes).tolist()
 
-    generated = generate_units(checkpoint, corpus, "valid")
+    generated = generate_units(fairseq_cli, checkpoint, corpus, "valid")
     assert sorted(generated) == list(range(len(frames)))
     assert [len(generated[i]) for i in range(len(frames))] == frames
 

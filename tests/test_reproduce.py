@@ -225,7 +225,7 @@ def test_tables_from_scored_generate_outputs(tmp_path):
 
 def test_logmel_units_match_the_baseline_kmeans(tmp_path):
     from fairseq_vqw2v.reproduce.logmel_units import main as units_main
-    from fairseq_vqw2v.unit_quality import fit_utterances, kmeans_units, logmel_frames
+    from fairseq_vqw2v.logmel_kmeans import fit_utterances, kmeans_units, logmel_frames
 
     data = tmp_path / "data"
     write_letter_corpus(str(data), splits=(("train", 8), ("valid", 3), ("test", 3)))

@@ -1,5 +1,5 @@
-"""Unit quality against phones (fairseq_vqw2v.unit_quality): purity and PNMI by hand and as
-fairseq's measure_teacher_quality computes them, frame-phone alignment on real flite audio, the
+"""Unit quality against phones (unit_quality, data/alignments, logmel_kmeans): purity and PNMI
+by hand and as fairseq's measure_teacher_quality computes them, frame-phone alignment on real flite audio, the
 seeded k-means, the log-mel baseline and quantize --report."""
 
 import json
@@ -12,9 +12,11 @@ import pytest
 import torch
 from fairseq.examples.hubert.measure_teacher_quality import comp_joint_prob
 
+from fairseq_vqw2v import logmel_kmeans
 from fairseq_vqw2v import unit_quality as uq
 from fairseq_vqw2v.cli import quantize
 from fairseq_vqw2v.constants import SAMPLE_RATE
+from fairseq_vqw2v.data import alignments as align
 from fairseq_vqw2v.data.manifest import read_manifest
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 from fairseq_vqw2v.modules.logmel import LogMelFilterbank
@@ -128,22 +130,22 @@ def test_cooccurrence_agrees_with_fairseq_and_plain_formulas(tmp_path):
 def test_frame_phones_pick_the_phone_at_the_frame_centre():
     segments = [("pau", 0.02), ("a", 0.05), ("b", 0.08)]
     # 25 ms frames every 10 ms: centres at 12.5, 22.5, ..., 72.5 ms
-    assert uq.frame_phones(segments, 7, 400) == ["pau", "a", "a", "a", "b", "b", "b"]
+    assert align.frame_phones(segments, 7, 400) == ["pau", "a", "a", "a", "b", "b", "b"]
     # 20 ms frames: the centre of frame 1 (20 ms) is the end of pau, so it is a's
-    assert uq.frame_phones(segments, 2, 320) == ["pau", "a"]
+    assert align.frame_phones(segments, 2, 320) == ["pau", "a"]
     # centres just past the end (within the tolerance) take the last phone
-    assert uq.frame_phones(segments, 9, 400)[-1] == "b"
+    assert align.frame_phones(segments, 9, 400)[-1] == "b"
     with pytest.raises(ValueError, match=r"x.align:3: the alignment ends at 0.080 s"):
-        uq.frame_phones(segments, 20, 400, where="x.align:3")
+        align.frame_phones(segments, 20, 400, where="x.align:3")
 
 
 def test_parse_alignment_errors():
-    assert uq.parse_alignment("pau:0.184 dh:0.233", "f:1") == [("pau", 0.184), ("dh", 0.233)]
+    assert align.parse_alignment("pau:0.184 dh:0.233", "f:1") == [("pau", 0.184), ("dh", 0.233)]
     for line, reason in [("pau0.1", "expected 'phone:end_seconds'"), ("a:x", "expected"),
                          ("a:0.2 b:0.1", "segment .b:0.1. ends before"), ("", "empty alignment"),
                          (":0.1", "expected")]:
         with pytest.raises(ValueError, match=f"f:7: {reason}"):
-            uq.parse_alignment(line, "f:7")
+            align.parse_alignment(line, "f:7")
 
 
 def test_frame_windows_of_the_front_ends():
@@ -159,17 +161,17 @@ def test_kmeans_is_seeded_and_finds_separated_clusters():
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = torch.arange(3).repeat_interleave(50)
     x = centres[labels] + torch.randn(150, 2, generator=gen)
-    a = uq.kmeans(x, 3, seed=3)
-    assert torch.equal(a, uq.kmeans(x, 3, seed=3))
-    found = uq.assign_clusters(x, a)
+    a = logmel_kmeans.kmeans(x, 3, seed=3)
+    assert torch.equal(a, logmel_kmeans.kmeans(x, 3, seed=3))
+    found = logmel_kmeans.assign_clusters(x, a)
     # each true cluster maps to exactly one found cluster
     assert {(int(t), int(f)) for t, f in zip(labels, found)} == {(t, int(found[50 * t])) for t in range(3)}
     assert len(set(found.tolist())) == 3
     # duplicated frames and k = number of distinct points: still k distinct centroids
     dup = torch.cat([x[:4], x[:4]])
-    assert len(torch.unique(uq.kmeans(dup, 4), dim=0)) == 4
+    assert len(torch.unique(logmel_kmeans.kmeans(dup, 4), dim=0)) == 4
     with pytest.raises(ValueError, match="1 <= k <= 8"):
-        uq.kmeans(dup, 9)
+        logmel_kmeans.kmeans(dup, 9)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ def corpus(tmp_path_factory):
 def test_synth_alignments_match_phones_and_audio(corpus):
     for split in synth.SPLITS:
         manifest = read_manifest(str(corpus / f"{split}.tsv"))
-        alignments = uq.read_alignments(str(corpus / f"{split}.align"))
+        alignments = align.read_alignments(str(corpus / f"{split}.align"))
         with open(corpus / f"{split}.phn") as f:
             phones = f.read().splitlines()
         assert len(alignments) == len(manifest.entries) == len(phones)
@@ -198,17 +200,17 @@ def test_alignment_frames_follow_the_audio(corpus):
     logmel = LogMelFilterbank(normalize=False)
     model = VqWav2VecModel(arch_config("vq_wav2vec_tiny"))
     manifest = str(corpus / "train.tsv")
-    alignments = uq.read_alignments(str(corpus / "train.align"))
+    alignments = align.read_alignments(str(corpus / "train.align"))
     quiet, loud = [], []
-    for i, frames in enumerate(uq.logmel_frames(manifest, logmel=logmel)):
+    for i, frames in enumerate(logmel_kmeans.logmel_frames(manifest, logmel=logmel)):
         energy = frames.exp().sum(1).log()
-        labels = uq.frame_phones(alignments[i], len(frames), logmel.window_size)
+        labels = align.frame_phones(alignments[i], len(frames), logmel.window_size)
         silent = torch.tensor([p == synth.SILENCE_PHONE for p in labels])
         quiet.append(energy[silent].mean())
         loud.append(energy[~silent].mean())
         # the encoder's frames (window 465) see the same phones, shifted by at most one frame
         num_samples = read_manifest(manifest).entries[i][1]
-        enc = uq.frame_phones(alignments[i], int(model.output_lengths(torch.tensor(num_samples))),
+        enc = align.frame_phones(alignments[i], int(model.output_lengths(torch.tensor(num_samples))),
                               uq.frame_window(model.output_lengths))
         assert len(enc) in (len(labels), len(labels) - 1)
         assert sum(a != b for a, b in zip(enc, labels)) <= 0.15 * len(enc)
@@ -223,9 +225,9 @@ def test_logmel_baseline_is_seeded_and_beats_chance(corpus):
     assert first == uq.logmel_kmeans_baseline(str(corpus), "test", 8, indices, cache=cache)
     assert first["fit_split"] == "train" and first["units"] == 8
     # chance: 8 random labels per frame
-    alignments = uq.read_alignments(str(corpus / "test.align"))
-    frames = uq.logmel_frames(str(corpus / "test.tsv"))
-    phones = uq.frame_phone_lines(alignments, indices, [len(f) for f in frames], 400, "test.align")
+    alignments = align.read_alignments(str(corpus / "test.align"))
+    frames = logmel_kmeans.logmel_frames(str(corpus / "test.tsv"))
+    phones = align.frame_phone_lines(alignments, indices, [len(f) for f in frames], 400, "test.align")
     rng = np.random.RandomState(0)
     chance = uq.phone_measures(uq.cooccurrence(phones, [rng.randint(0, 8, len(p)) for p in phones]))
     assert first["pnmi"] > chance["pnmi"] + 0.1
@@ -252,8 +254,8 @@ def test_quantize_report_measures_units_against_phones(corpus, tmp_path, capsys)
         assert phones["logmel_kmeans"]["fit_split"] == "train"
         assert phones["beats_baseline"] == (phones["units"]["pnmi"] > phones["logmel_kmeans"]["pnmi"])
         units = [line.split() for line in (dest / f"{split}.src").read_text().splitlines()]
-        alignments = uq.read_alignments(str(corpus / f"{split}.{uq.ALIGN_EXT}"))
-        labels = [uq.frame_phones(a, len(u), window) for a, u in zip(alignments, units)]
+        alignments = align.read_alignments(str(corpus / f"{split}.{align.ALIGN_EXT}"))
+        labels = [align.frame_phones(a, len(u), window) for a, u in zip(alignments, units)]
         assert phones["units"]["pnmi"] == pytest.approx(plain_pnmi(labels, units), abs=1e-6)
         assert (dest / f"{split}.phones.png").stat().st_size > 1000
         assert f"{split}: units PNMI {phones['units']['pnmi']:.3f}" in out

@@ -1,71 +1,25 @@
-"""Command-line entry points: thin wrappers over the package."""
+"""Command-line entry points, thin wrappers over the package: the runner every CLI goes through
+and the arguments several of them share."""
 
 import argparse
-import collections
-import ctypes
 import logging
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, List, Optional, Sequence, TypeVar
-
-import torch
+from typing import Callable, List, Optional
 
 from ..data.manifest import check_split_name
-
-Batch = TypeVar("Batch")
-Result = TypeVar("Result")
-
-
-def keep_freed_memory() -> None:
-    """Tells glibc's malloc to keep freed blocks of up to 32 MB for reuse instead of returning
-    them to the OS. By default it unmaps large freed blocks and trims the heap, so each batch's
-    activations (16 MB per layer for 10 s of audio) fault their pages in again: 30% of the
-    quantize CLI's time on CPU. Peak memory is unchanged; only the process's own batch jobs
-    (these CLIs) do this, never an import. A no-op without glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
-    libc.mallopt(m_trim_threshold, 2**31 - 1)
-
-
-def map_batches(fn: Callable[[Batch], Result], batches: Sequence[Batch], device: str
-                ) -> Iterator[Result]:
-    """``fn(batch)`` for each of ``batches``, in order. On CPU with n > 1 torch threads, n
-    batches run at once, one per thread, each of their ops on one core: an encoder batch's
-    per-utterance steps and small ops leave the other cores of a multi-threaded op idle, and
-    side by side the quantize CLI ran 1.15x (fp32) to 1.25x (bf16) faster on 2 cores, with the
-    same output. Elsewhere (a GPU, one thread) one after the other. ``fn`` enters its own
-    autocast or grad mode: they are per thread."""
-    threads = torch.get_num_threads()
-    if torch.device(device).type != "cpu" or threads == 1:
-        yield from map(fn, batches)
-        return
-    torch.set_num_threads(1)
-    pool = ThreadPoolExecutor(threads)
-    try:
-        pending = collections.deque()
-        for batch in batches:
-            # a few batches ahead: results wait for the consumer in memory
-            if len(pending) == 2 * threads:
-                yield pending.popleft().result()
-            pending.append(pool.submit(fn, batch))
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(cancel_futures=True)
-        torch.set_num_threads(threads)
+from ..modules.onednn_linear import limit_primitive_cache
+from ._allocator import keep_freed_memory
+from ._parallel import map_batches  # noqa: F401  (quantize and featurize import it from here)
 
 
 def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:
-    """Runs one CLI command: logging set up, its one-line summary printed, and bad input (an
-    ``OSError`` or ``ValueError`` naming the file at fault) printed as ``error: ...`` with exit
-    status 1 instead of a traceback."""
+    """Runs one CLI command: the process set up for inference, logging set up, its one-line
+    summary printed, and bad input (an ``OSError`` or ``ValueError`` naming the file at fault)
+    printed as ``error: ...`` with exit status 1 instead of a traceback."""
     # force: importing fairseq may already have configured the root logger
     logging.basicConfig(format="%(levelname)s | %(name)s | %(message)s", level=level, force=True)
     keep_freed_memory()
+    limit_primitive_cache()
     try:
         summary = command()
     except (OSError, ValueError) as e:

@@ -1,6 +1,6 @@
 """Quantize manifests into unit token files with a trained vq_wav2vec checkpoint.
 
-    python -m fairseq_vqw2v.cli.quantize --checkpoint checkpoint_best.pt \\
+    python -m fairseq_vqw2v.cli.quantize --vq-checkpoint checkpoint_best.pt \\
         --manifest-dir data/manifests --splits train,valid,test --dest data/units [--report] [--bf16]
 
 writes, for every split, ``{split}.src`` (one line of ``i0-i1`` tokens per manifest line, in
@@ -169,7 +169,9 @@ def merge(args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", help="vq_wav2vec checkpoint (fairseq-train output)")
+    # featurize's name for the same file; --checkpoint is the older spelling
+    parser.add_argument("--vq-checkpoint", "--checkpoint", dest="checkpoint",
+                        help="vq_wav2vec checkpoint (fairseq-train output)")
     parser.add_argument("--manifest-dir", help="folder of {split}.tsv and label files")
     parser.add_argument("--splits", type=split_names, default="train,valid,test",
                         help="comma-separated splits")
@@ -186,7 +188,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     check_shard_arguments(parser, args)
     if not args.merge and (args.checkpoint is None or args.manifest_dir is None):
-        parser.error("--checkpoint and --manifest-dir are required (except with --merge)")
+        parser.error("--vq-checkpoint and --manifest-dir are required (except with --merge)")
     return args
 
 

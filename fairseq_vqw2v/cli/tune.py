@@ -19,7 +19,9 @@ from . import run
 from ..checkpoint import load_model
 from ..decoding import tuning
 from ..models.w2l_ctc import W2lCtcModel
-from ..tasks.asr import DECODERS, build_decoder, utterance_emissions
+from ..decoding.config import CHARLM_TYPES, DECODERS, BeamSearchConfig, DecoderConfig
+from ..decoding.factory import build_decoder
+from ..tasks.asr import utterance_emissions
 
 
 def floats(text: str):
@@ -38,15 +40,15 @@ def tune(args) -> str:
         refs.append(dictionary.string(item["target"]))
     audio_frames = sum(len(e) for e in emissions)
 
-    search_cfg = argparse.Namespace(
-        decoder=args.decoder, decoder_lm=args.decoder_lm, lexicon=args.lexicon,
-        charlm_type=args.charlm_type, beam_threshold=args.beam_threshold,
-        beam_size_token=args.beam_size_token, unk_weight=args.unk_weight, sil_weight=args.sil_weight,
-    )
-
     def decode(lm_weight, word_score):
-        decoder = build_decoder(search_cfg, dictionary, beam=args.beam, nbest=1,
-                                lm_weight=lm_weight, word_score=word_score)
+        search = BeamSearchConfig(
+            beam=args.beam, beam_threshold=args.beam_threshold,
+            beam_size_token=args.beam_size_token, lm_weight=lm_weight, word_score=word_score,
+            unk_weight=args.unk_weight, sil_weight=args.sil_weight, nbest=1,
+        )
+        decoder = build_decoder(DecoderConfig(decoder=args.decoder, decoder_lm=args.decoder_lm,
+                                              lexicon=args.lexicon, charlm_type=args.charlm_type,
+                                              search=search), dictionary)
         return [dictionary.string(decoder.decode(e[None], e.new_tensor([len(e)]).long())[0][0]["tokens"])
                 for e in emissions]
 
@@ -79,12 +81,13 @@ def parse_args(argv=None):
     parser.add_argument("--decoder", choices=[d for d in DECODERS if d != "viterbi"], default="kenlm")
     parser.add_argument("--decoder-lm", required=True, help="KenLM file or fconv_lm checkpoint")
     parser.add_argument("--lexicon", help="word -> letters lexicon")
-    parser.add_argument("--charlm-type", choices=["fconv", "kenlm"], default="fconv")
-    parser.add_argument("--beam", type=int, default=50)
-    parser.add_argument("--beam-threshold", type=float, default=25.0)
-    parser.add_argument("--beam-size-token", type=int, default=None)
-    parser.add_argument("--unk-weight", type=float, default=float("-inf"))
-    parser.add_argument("--sil-weight", type=float, default=0.0)
+    parser.add_argument("--charlm-type", choices=CHARLM_TYPES, default="fconv")
+    # the beam search options and their defaults are BeamSearchConfig's
+    for name, kind in (("beam", int), ("beam_threshold", float), ("beam_size_token", int),
+                       ("unk_weight", float), ("sil_weight", float)):
+        parser.add_argument("--" + name.replace("_", "-"), type=kind,
+                            default=getattr(BeamSearchConfig, name),
+                            help=BeamSearchConfig.__dataclass_fields__[name].metadata["help"])
     parser.add_argument("--lm-weights", default="0,0.5,1,1.5,2,3,4", help="grid of LM weights")
     parser.add_argument("--word-scores", default="-2,-1,0,1", help="grid of word scores (write --word-scores=-2,-1: the values start with -)")
     parser.add_argument("--random", type=int, default=0,

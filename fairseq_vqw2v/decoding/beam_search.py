@@ -1,15 +1,13 @@
-"""CTC beam search with flashlight-text's decoders: options, lexicon tries and hypothesis output.
+"""CTC beam search with flashlight-text's decoders: lexicon tries and hypothesis output.
 
 The language model is any flashlight ``LM`` (KenLM, or a Python subclass such as the char ConvLM
 of :mod:`fairseq_vqw2v.decoding.charlm`). With a lexicon the search is constrained to lexicon
 words (``LexiconDecoder``); without one it is free over the label tokens (``LexiconFreeDecoder``,
-token-level LM only). Defaults are fairseq's (``examples/speech_recognition/w2l_decoder.py``):
-beam 50, threshold 25, LM weight 2, word score -1, unknown words forbidden, silence score 0.
+token-level LM only). The search options are a :class:`~.config.BeamSearchConfig`, fairseq's
+defaults (``examples/speech_recognition/w2l_decoder.py``).
 """
 
-import math
 import os
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -31,6 +29,7 @@ from flashlight.lib.text.dictionary import Dictionary as WordDictionary
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
 from fairseq_vqw2v.decoding.base import CTCDecoder
+from fairseq_vqw2v.decoding.config import BeamSearchConfig
 from fairseq_vqw2v.decoding.lexicon import Lexicon, read_lexicon
 from fairseq_vqw2v.errors import InputError, MissingInputError
 
@@ -77,28 +76,6 @@ def load_lexicon(path: str, tgt_dict: Dictionary) -> Tuple[Lexicon, WordDictiona
     return lexicon, words
 
 
-@dataclass
-class BeamSearchConfig:
-    """Beam search options, fairseq's decoding defaults (``w2l_decoder.py``)."""
-
-    beam: int = field(default=50, metadata={"help": "hypotheses kept per frame"})
-    beam_threshold: float = field(
-        default=25.0, metadata={"help": "prune hypotheses this far below the best one"}
-    )
-    beam_size_token: Optional[int] = field(
-        default=None, metadata={"help": "tokens tried per frame (default: all labels)"}
-    )
-    lm_weight: float = field(default=2.0, metadata={"help": "weight of the LM score"})
-    word_score: float = field(
-        default=-1.0, metadata={"help": "score added per word (lexicon search only)"}
-    )
-    unk_weight: float = field(
-        default=-math.inf, metadata={"help": "score of a word outside the lexicon"}
-    )
-    sil_weight: float = field(default=0.0, metadata={"help": "score of the silence token |"})
-    nbest: int = field(default=1, metadata={"help": "hypotheses returned per utterance"})
-
-
 class FlashlightDecoder(CTCDecoder):
     """Beam search over one utterance at a time with a flashlight LM and optional lexicon.
 
@@ -108,9 +85,7 @@ class FlashlightDecoder(CTCDecoder):
             ``word_dict``) or label tokens (``token_lm=True``: indices are ``tgt_dict`` ids).
         lexicon, word_dict: from :func:`load_lexicon` (a word LM is built with that word_dict),
             or ``None`` for lexicon-free search (token LM only).
-        **options: fields of :class:`BeamSearchConfig` (``beam=50, beam_threshold=25.0,
-            beam_size_token=None, lm_weight=2.0, word_score=-1.0, unk_weight=-inf,
-            sil_weight=0.0, nbest=1``).
+        search: the beam search options.
     """
 
     def __init__(
@@ -120,14 +95,14 @@ class FlashlightDecoder(CTCDecoder):
         lexicon: Optional[Lexicon],
         word_dict: Optional[WordDictionary],
         token_lm: bool,
-        **options,
+        search: BeamSearchConfig,
     ):
         super().__init__(tgt_dict)
         if not self.is_letter:
             raise ValueError(
                 f"beam search needs a letter dictionary with the word boundary {WORD_BOUNDARY!r}"
             )
-        self.cfg = cfg = BeamSearchConfig(**options)
+        self.cfg = cfg = search
         self.lm = lm
         self.word_dict = word_dict
         self.silence = tgt_dict.index(WORD_BOUNDARY)

@@ -29,8 +29,7 @@ from omegaconf import open_dict
 from fairseq_vqw2v.checkpoint import check_model_config, load_fairseq_checkpoint
 from fairseq_vqw2v.decoding.beam_search import (FlashlightDecoder, load_kenlm, load_lexicon,
                                                  require_file)
-
-LM_TYPES = ("fconv", "kenlm")
+from fairseq_vqw2v.decoding.config import CHARLM_TYPES, BeamSearchConfig
 
 
 @dataclass
@@ -136,7 +135,7 @@ class CharLMDecoder(FlashlightDecoder):
         lm_path: ``fconv_lm`` checkpoint (``lm_type='fconv'``) or char n-gram KenLM model
             (``lm_type='kenlm'``, ARPA or binary).
         lexicon: lexicon file; ``None`` decodes lexicon-free (then ``word_score`` is unused).
-        **options: fields of :class:`~fairseq_vqw2v.decoding.beam_search.BeamSearchConfig`.
+        search: the beam search options.
     """
 
     def __init__(
@@ -145,10 +144,10 @@ class CharLMDecoder(FlashlightDecoder):
         lm_path: str,
         lm_type: str,
         lexicon: Optional[str] = None,
-        **options,
+        search: Optional[BeamSearchConfig] = None,
     ):
-        if lm_type not in LM_TYPES:
-            raise ValueError(f"lm_type must be one of {LM_TYPES}, got {lm_type!r}")
+        if lm_type not in CHARLM_TYPES:
+            raise ValueError(f"lm_type must be one of {CHARLM_TYPES}, got {lm_type!r}")
         words = word_dict = None
         if lexicon is not None:
             words, word_dict = load_lexicon(lexicon, tgt_dict)
@@ -162,5 +161,5 @@ class CharLMDecoder(FlashlightDecoder):
             lexicon=words,
             word_dict=word_dict,
             token_lm=True,
-            **options,
+            search=search or BeamSearchConfig(),
         )

@@ -21,13 +21,14 @@ class ConvEncoderBlock(nn.Module):
     """conv (no bias) -> GroupNorm(1) -> activation; B x C_in x T -> B x C_out x T'.
 
     Without autograd (quantize, featurize) tensors are B x C x T stored time-major (each frame's
-    channels adjacent): oneDNN's forward convolutions run 2-3x faster on that layout than on
+    channels adjacent): oneDNN's forward convolutions are faster on that layout than on
     channels-first, and it stays so through the norm and activation. A 1-channel input (the
     first layer, on audio) is then cut into overlapping windows and multiplied by the kernels,
-    2x faster than the convolution kernels on that shape, with the norm folded into the kernels
+    which beats the convolution kernels on that shape, with the norm folded into the kernels
     (:meth:`_normalized_first_layer`). Training keeps fairseq's channels-first
-    convolutions: their backward is 25% faster than the channels-last one here. Without autograd
+    convolutions: their backward is faster than the channels-last one. Without autograd
     the norm and the activation also work in place (see :meth:`forward`); padded frames are 0.
+    Measured speed, per CPU: ``docs/benchmarks.md``.
 
     (fairseq's block has a dropout after the conv, but wav2vec always builds it with p=0.)"""
 
@@ -41,7 +42,7 @@ class ConvEncoderBlock(nn.Module):
         if torch.is_grad_enabled():
             return self.activation(self.norm(self.conv(x), lengths))
         # In place: these activations are far larger than the caches, and each extra pass over
-        # them (the norm's output, its copy, the activation's output) cost as much as a
+        # them (the norm's output, its copy, the activation's output) costs about as much as a
         # convolution layer.
         if self.conv.in_channels == 1:
             x = self._normalized_first_layer(x[:, 0], lengths)
@@ -104,7 +105,7 @@ class ConvEncoderBlock(nn.Module):
 def activate_(x: torch.Tensor, activation: nn.Module) -> torch.Tensor:
     """``activation(x)``, in place where torch has the in-place form. The in-place kernels run
     on ``x``'s memory in storage order: on the time-major B x C x T view torch's in-place GELU
-    ran 1.5x (fp32) to 2x (bf16) slower per element than on the same memory as B x T x C."""
+    is slower per element than on the same memory seen as B x T x C."""
     if isinstance(activation, nn.GELU):
         torch.ops.aten.gelu_(in_storage_order(x), approximate=activation.approximate)
         return x

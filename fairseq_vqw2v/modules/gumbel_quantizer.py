@@ -12,8 +12,8 @@ from .perplexity import perplexity
 
 
 def argmax_codes(logits: torch.Tensor) -> torch.Tensor:
-    """``logits.argmax(-1)`` (the first maximum on ties); on CPU through numpy, whose kernel is 4x
-    faster than torch's there."""
+    """``logits.argmax(-1)`` (the first maximum on ties); on CPU through numpy, whose kernel is
+    faster than torch's there (``docs/benchmarks.md``)."""
     if logits.device.type != "cpu" or logits.dtype != torch.float32:
         return logits.argmax(-1)
     return torch.from_numpy(logits.detach().numpy().argmax(-1))

@@ -25,7 +25,7 @@ class MaskedGroupNorm(nn.GroupNorm):
         weight = self.weight.float() if self.weight is not None else None
         bias = self.bias.float() if self.bias is not None else None
         # torch's CPU kernel takes bf16 input with fp32 weights and accumulates in fp32 itself,
-        # 3x faster than normalising an fp32 copy
+        # cheaper than normalising an fp32 copy
         mixed = x.device.type == "cpu" and x.dtype == torch.bfloat16
         if lengths is None or bool((lengths == x.size(-1)).all()):
             # over a height of 1, so that a time-major x (strides T*C, 1, C) meets the
@@ -53,7 +53,7 @@ class MaskedGroupNorm(nn.GroupNorm):
         place (one pass over the activations instead of four, no new tensor). One group only.
 
         The moments are a sum and a dot product over the valid frames (contiguous when x is
-        time-major): 20x faster than ``torch.var_mean`` here."""
+        time-major): far cheaper than ``torch.var_mean`` on such a strided view."""
         B, C, T = x.shape
         moments = x.new_empty(B, 2, dtype=torch.float32)
         for b, n in enumerate(lengths.tolist() if lengths is not None else [T] * B):

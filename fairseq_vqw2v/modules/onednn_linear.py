@@ -2,12 +2,11 @@
 on the CPUs where that was measured to pay.
 
 Same function as ``F.linear`` in full fp32; only the GEMM library differs. MKL, torch's BLAS on
-x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are about 2x faster for the
-forward and input-gradient GEMMs and 1.5x for the weight gradient (AMD EPYC). On Intel MKL runs
-its own AVX-512 kernels and oneDNN loses (Xeon with AMX: weight gradient 1.5-1.7x slower, the
-rest even), so there, and on any other CPU, device, dtype, under autocast (which casts
-``F.linear``'s inputs), or with oneDNN unavailable or turned off
-(``torch.backends.mkldnn.enabled = False``), these are ``F.linear``.
+x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are faster (on an AMD CPU
+without AVX-512 the two are even). On Intel MKL runs its own AVX-512 kernels and oneDNN loses,
+so there, and on any other CPU, device, dtype, under autocast (which casts ``F.linear``'s
+inputs), or with oneDNN unavailable or turned off (``torch.backends.mkldnn.enabled = False``),
+these are ``F.linear``. Measured per CPU: ``docs/benchmarks.md``.
 """
 
 import os
@@ -59,12 +58,18 @@ class _OneDnnLinear(torch.autograd.Function):
 
 # decided once per process; tests set it to cover both paths
 PREFER_ONEDNN = cpuinfo_field("vendor_id") == "AuthenticAMD"
-if PREFER_ONEDNN:
-    # oneDNN caches a primitive per GEMM shape, each holding buffers sized to it; batches of
-    # varying length make new shapes every step, so the default capacity (1024) only adds
-    # ~500 MB of peak memory to a small BERT's training, no speed. oneDNN reads this when it
-    # builds its first primitive, so it is set before any model runs.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+
+
+def limit_primitive_cache() -> None:
+    """Caps oneDNN's primitive cache where these layers run in oneDNN (a user's own
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` wins). oneDNN caches a primitive per GEMM shape, each
+    holding buffers sized to it; batches of varying length make new shapes every step, so the
+    default capacity (1024) only adds hundreds of MB of peak memory to a small BERT's training,
+    no speed. oneDNN reads the variable when it builds its first primitive: called where a
+    process starts training or inference (the tasks' constructors, the CLIs' runner), before
+    any model runs, never on import."""
+    if PREFER_ONEDNN:
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
 
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -3,8 +3,8 @@
     python -m fairseq_vqw2v.reproduce.logmel_units --manifest-dir DATA --dest UNITS \\
         (--clusters K | --clusters-like OTHER_UNITS/train.usage.json) [--splits train,valid,test]
 
-fits k-means on log-mel frames of train exactly as ``fairseq_vqw2v.unit_quality``'s baseline does
-(same frames, seed and iterations, so ``--clusters-like`` the Gumbel units' report gives the
+fits k-means on log-mel frames of train through ``fairseq_vqw2v.logmel_kmeans``, as the quantize
+report's baseline does (same frames, seed and iterations, so ``--clusters-like`` the Gumbel units' report gives the
 baseline those units were measured against) and writes what the quantize CLI writes: per split
 ``{split}.src`` (one token per 10 ms frame, single-group tokens such as ``37``) and
 ``{split}.usage.json`` (with ``phones``: PNMI and purity when ``{split}.align`` exists), and
@@ -24,10 +24,11 @@ from ..cli import run, split_name, split_names
 from ..data.manifest import read_manifest
 from ..data.unit_files import codes_to_tokens, write_dictionary, write_unit_lines
 from ..modules.logmel import LogMelFilterbank
-from ..unit_quality import (
-    ALIGN_EXT, assign_clusters, cooccurrence, fit_utterances, frame_phone_lines, kmeans,
-    logmel_frames, phone_measures, plot_code_frequencies, read_alignments, usage_stats,
+from ..data.alignments import ALIGN_EXT, frame_phone_lines, read_alignments
+from ..logmel_kmeans import (
+    MAX_FIT_FRAMES, SEED, assign_clusters, fit_centroids, fit_frames, logmel_frames,
 )
+from ..unit_quality import cooccurrence, phone_measures, plot_code_frequencies, usage_stats
 
 CHUNK_UTTERANCES = 256
 """Utterances whose log-mel frames are held at once while assigning clusters."""
@@ -56,8 +57,8 @@ def write_units(args) -> str:
     k = args.clusters or clusters_from(args.clusters_like)
     fit_path = os.path.join(args.manifest_dir, f"{args.fit_split}.tsv")
     logmel = LogMelFilterbank()
-    fit = logmel_frames(fit_path, fit_utterances(fit_path, args.max_fit_frames, args.seed), logmel)
-    centroids = kmeans(torch.cat(fit), k, seed=args.seed, max_frames=args.max_fit_frames)
+    fit = fit_frames(fit_path, logmel, args.max_fit_frames, args.seed)
+    centroids = fit_centroids(fit, k, args.seed, args.max_fit_frames)
     os.makedirs(args.dest, exist_ok=True)
     total = Counter()
     for split in args.splits:
@@ -94,8 +95,9 @@ def parse_args(argv=None):
                           help="as many clusters as this quantize report's distinct tokens")
     parser.add_argument("--fit-split", type=split_name, default="train",
                         help="split the k-means is fit on")
-    parser.add_argument("--max-fit-frames", type=int, default=50_000, help="frames to fit on")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-fit-frames", type=int, default=MAX_FIT_FRAMES,
+                        help="frames to fit on")
+    parser.add_argument("--seed", type=int, default=SEED)
     return parser.parse_args(argv)
 
 

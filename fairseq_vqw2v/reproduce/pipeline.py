@@ -104,7 +104,7 @@ EMBEDDED = Preset(
     corpus_hours=1.0,
     pretrain_arch={q: "vq_wav2vec_tiny" for q in ("wav2vec",) + QUANTIZERS},
     pretrain_updates=1200,
-    # A CPU deviation from the paper, chosen by measurement (README, "Unit quality"): InfoNCE
+    # A CPU deviation from the paper, chosen by measurement (docs/reproducing.md, "Unit quality"): InfoNCE
     # (binary cross-entropy settles at its base-rate floor within a few hundred updates), and many
     # small updates at a high learning rate (2 s crops, 8 s of audio per update, lr 1e-2) rather
     # than the paper's few large ones: for the same audio seen, test PNMI of the Gumbel units

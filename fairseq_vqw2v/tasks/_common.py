@@ -13,6 +13,7 @@ from omegaconf import II
 from omegaconf.errors import InterpolationResolutionError
 
 from ..checkpoint import check_restore_file, restore_path
+from ..modules.onednn_linear import limit_primitive_cache
 from ..precision import bf16_autocast
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ def check_training_run(cfg) -> None:
 
 class AutocastTask(FairseqTask):
     """A task whose train and valid steps run the forward and loss under ``--autocast``."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # a process builds a task to train or decode with it: set it up before any model runs
+        limit_primitive_cache()
 
     def _autocast(self, model, criterion):
         """``criterion`` as fairseq's steps call it, under this task's autocast: fairseq's own

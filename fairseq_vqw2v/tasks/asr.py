@@ -26,9 +26,7 @@ decoded, the corpus WER and LER (letters) or PER (39 folded phones). fairseq-gen
 and LM weight 0: pass ``--beam 50 --lm-weight 2`` for the reference's decoder settings).
 """
 
-import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -45,15 +43,14 @@ from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSourc
 from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
 from ..data.manifest import ManifestError, check_split_name, read_manifest
 from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
+from ..decoding.config import DecoderConfig
+from ..decoding.factory import build_decoder
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, FrontendSpec, input_source
 from ..models.w2l_ctc import W2lCtcModel, fill_missing_options
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run
 
 logger = logging.getLogger(__name__)
-
-DECODERS = ("viterbi", "kenlm", "charlm")
-
 
 @dataclass
 class AsrConfig(TrainingTaskConfig):
@@ -82,39 +79,8 @@ class AsrConfig(TrainingTaskConfig):
                   "instead of quantizing audio with --upstream"},
     )
     sample_rate: int = field(default=SAMPLE_RATE, metadata={"help": "sample rate of every file"})
-    # decoding (fairseq-generate); --beam, --nbest and --lm-weight are fairseq's own
-    decoder: ChoiceEnum(DECODERS) = field(
-        default="viterbi",
-        metadata={"help": "viterbi (greedy CTC), kenlm (lexicon beam search with a word KenLM) "
-                  "or charlm (beam search with a character LM)"},
-    )
-    decoder_lm: Optional[str] = field(
-        default=None,
-        metadata={"help": "LM for the beam search: a KenLM binary/ARPA (kenlm; charlm with "
-                  "--charlm-type kenlm) or a fairseq fconv_lm checkpoint (charlm)"},
-    )
-    lexicon: Optional[str] = field(
-        default=None,
-        metadata={"help": "word -> letters lexicon (kenlm: required; charlm: optional, "
-                  "lexicon-free without it)"},
-    )
-    charlm_type: ChoiceEnum(["fconv", "kenlm"]) = field(
-        default="fconv", metadata={"help": "char LM kind: fairseq fconv_lm or a char KenLM"}
-    )
-    word_score: float = field(default=-1.0, metadata={"help": "score added per emitted word"})
-    unk_weight: float = field(default=-math.inf, metadata={"help": "score of an unknown word"})
-    sil_weight: float = field(default=0.0, metadata={"help": "score added per silence token"})
-    beam_threshold: float = field(
-        default=25.0, metadata={"help": "drop hypotheses scoring this far below the best"}
-    )
-    beam_size_token: Optional[int] = field(
-        default=None, metadata={"help": "tokens considered per frame (default: all)"}
-    )
-    decoder_settings: Optional[str] = field(
-        default=None,
-        metadata={"help": "JSON written by the tune CLI: its lm_weight and word_score replace "
-                  "--lm-weight and --word-score"},
-    )
+    # decoding (fairseq-generate): flat flags, --decoder, --decoder-lm, --beam-threshold, ...
+    decoding: DecoderConfig = field(default_factory=DecoderConfig)
     seed: int = II("common.seed")
 
 
@@ -208,16 +174,11 @@ class AsrTask(AutocastTask):
                 p.mul_(scale).add_(old, alpha=1.0 - scale)
 
     def build_generator(self, models, args, **kwargs):
-        lm_weight, word_score = args.lm_weight, self.cfg.word_score
-        if self.cfg.decoder_settings:
-            with open(self.cfg.decoder_settings) as f:
-                best = json.load(f)
-            lm_weight, word_score = float(best["lm_weight"]), float(best["word_score"])
-        if self.cfg.decoder != "viterbi" and lm_weight == 0:
-            logger.warning("--lm-weight is 0 (fairseq's default): the LM does not count; "
-                           "fairseq's speech decoders use 2, or tune it with the tune CLI")
-        decoder = build_decoder(self.cfg, self.dictionary, beam=args.beam, nbest=args.nbest,
-                                lm_weight=lm_weight, word_score=word_score)
+        # fairseq-generate's own --beam, --nbest and --lm-weight filled cfg.decoding.search
+        decoder = build_decoder(self.cfg.decoding, self.dictionary)
+        if self.cfg.decoding.decoder != "viterbi" and decoder.cfg.lm_weight == 0:
+            logger.warning("--lm-weight is 0 (fairseq-generate's default): the LM does not "
+                           "count; fairseq's speech decoders use 2, or tune it with the tune CLI")
         # fairseq-generate loads exactly the split it decodes
         expected = len(next(iter(self.datasets.values()))) if len(self.datasets) == 1 else None
         return CtcGenerator(models[0], decoder, self.dictionary, self.cfg.labels, expected)
@@ -245,31 +206,6 @@ def utterance_emissions(model, source: torch.Tensor, length: int) -> torch.Tenso
     net_output = model(source[None, :length], source.new_tensor([length], dtype=torch.long))
     lprobs = model.get_normalized_probs(net_output, log_probs=True)
     return lprobs[0, : int(net_output["lengths"][0])].float().cpu()
-
-
-def build_decoder(cfg: AsrConfig, dictionary: Dictionary, beam: int, nbest: int,
-                  lm_weight: float, word_score: float):
-    """The ``--decoder`` of ``cfg`` with the given search settings."""
-    if cfg.decoder == "viterbi":
-        from ..decoding.viterbi import ViterbiDecoder
-
-        return ViterbiDecoder(dictionary)
-    if not cfg.decoder_lm:
-        raise ValueError(f"--decoder {cfg.decoder} needs --decoder-lm PATH")
-    search = dict(
-        beam=beam, beam_threshold=cfg.beam_threshold, beam_size_token=cfg.beam_size_token,
-        lm_weight=lm_weight, word_score=word_score, unk_weight=cfg.unk_weight,
-        sil_weight=cfg.sil_weight, nbest=nbest,
-    )
-    if cfg.decoder == "kenlm":
-        from ..decoding.kenlm_decoder import KenLMLexiconDecoder
-
-        if not cfg.lexicon:
-            raise ValueError("--decoder kenlm needs --lexicon PATH (python -m fairseq_vqw2v.cli.lm)")
-        return KenLMLexiconDecoder(dictionary, cfg.lexicon, cfg.decoder_lm, **search)
-    from ..decoding.charlm import CharLMDecoder
-
-    return CharLMDecoder(dictionary, cfg.decoder_lm, cfg.charlm_type, lexicon=cfg.lexicon, **search)
 
 
 class CtcGenerator:
