@@ -214,14 +214,25 @@ def plot_valid_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], png
             ax.plot(*zip(*points), color=colours.get(system), marker=".", alpha=0.8,
                     label=None if system in named else ROW_NAMES.get(system, system))
             named.add(system)
-        ax.set_title(f"acoustic models: valid {'LER' if labels == 'ltr' else 'PER'} (%)")
-        ax.set_xlabel("update")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _label_update_axes(ax, f"acoustic models: valid {'LER' if labels == 'ltr' else 'PER'} (%)")
+    _save(fig, png_path)
+    return True
+
+
+def _label_update_axes(ax, title: str):
+    """Title, an ``update`` x axis, a grid and the legend of one curves panel."""
+    ax.set_title(title)
+    ax.set_xlabel("update")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(fig, png_path: str):
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
-    return True
 
 
 def unigram_perplexity(units_dir: str, dedup_units: bool) -> Optional[float]:
@@ -330,13 +341,8 @@ def plot_curves(curves: Dict[str, List[Tuple[int, float]]], png_path: str):
     for ax, (group, lines) in zip(axes[0], groups.items()):
         for name, points in lines.items():
             ax.plot(*zip(*points), label=name.split("/")[-1])
-        ax.set_title(f"{group}: training loss")
-        ax.set_xlabel("update")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+        _label_update_axes(ax, f"{group}: training loss")
+    _save(fig, png_path)
     return True
 
 
@@ -366,9 +372,7 @@ def plot_units(usage: Dict[str, Dict], png_path: str):
     right.legend()
     for ax in (left, right):
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+    _save(fig, png_path)
     return True
 
 
