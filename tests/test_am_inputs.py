@@ -147,6 +147,10 @@ def test_features_of_other_layers_than_the_models_are_refused(corpus):
     # decoding it (fairseq-generate builds the model from its checkpoint, then loads the split)
     # with features of the last layer only
     last = featurized(root, vq, "--bert-checkpoint", bert)
+    # the features it was trained on are accepted, those of another layer list are not
+    same = AsrTask.setup_task(AsrConfig(data=str(root / "data"), input="bert", features=layers))
+    same.build_model(OmegaConf.create(OmegaConf.to_container(model.cfg)), from_checkpoint=True)
+    same.load_dataset("valid")
     task = AsrTask.setup_task(AsrConfig(data=str(root / "data"), input="bert", features=last))
     cfg = OmegaConf.create(OmegaConf.to_container(model.cfg))
     task.build_model(cfg, from_checkpoint=True)

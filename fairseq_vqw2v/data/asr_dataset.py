@@ -62,12 +62,13 @@ class FeatureSource:
         self.frames = np.diff(self.offsets)
         self.path = os.path.join(folder, f"{split}.feats.npy")
         self.dim = self.feats.shape[-1]
-        self.layers = feature_layers(folder, split)
+        layers = feature_layers(folder, split)
+        self.layers = tuple(layers) if layers else None
 
     def check_layout(self, dim: int, layers: Optional[Sequence[int]]):
         """Raises unless the frames hold ``layers`` (None: one layer) of ``dim`` channels, as the
         acoustic model reading them was trained on."""
-        if (self.dim, self.layers) != (dim, layers):
+        if (self.dim, self.layers) != (dim, tuple(layers) if layers else None):
             raise ManifestError(
                 f"{self.path}: {_layout(self.dim, self.layers)} per frame, but the acoustic model "
                 f"was trained on {_layout(dim, layers)}: featurize with the same checkpoint and "
