@@ -19,8 +19,8 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..data.labels import ctc_blank
-from ..decoding.scoring import ErrorRates, LABEL_KINDS
+from ..data.labels import LABEL_UNITS, ctc_blank
+from ..decoding.scoring import ErrorRates
 from ..decoding.viterbi import ViterbiDecoder
 from ._logging import count_bad_audio, log_bad_audio, logged_sum
 
@@ -49,7 +49,7 @@ class CtcAsrCriterion(FairseqCriterion):
         self.sentence_avg = cfg.sentence_avg
         self.dictionary = task.target_dictionary
         self.blank = ctc_blank(self.dictionary)
-        self.unit_kind = LABEL_KINDS[task.cfg.labels]
+        self.unit_kind = LABEL_UNITS[task.cfg.labels]
         self.greedy = ViterbiDecoder(self.dictionary)
 
     def forward(self, model, sample, reduce=True):
