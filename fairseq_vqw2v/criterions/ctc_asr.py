@@ -1,9 +1,10 @@
 """``ctc_asr``: CTC loss for the acoustic model, with greedy-decoded error rates on valid.
 
-The loss is torch's fused ``ctc_loss`` (sum over utterances, ``zero_infinity``), blank = the label
-dictionary's ``<s>``. An utterance whose labels cannot be aligned to its frames (fewer frames than
-labels plus repeated neighbours, which CTC must separate by a blank) is left out of the batch
-and counted (``dropped``), with a warning: never an inf or NaN loss.
+The loss is torch's fused ``ctc_loss`` (sum over utterances, ``zero_infinity``), blank =
+:func:`~fairseq_vqw2v.data.labels.ctc_blank` of the label dictionary. An utterance whose labels
+cannot be aligned to its frames (fewer frames than labels plus repeated neighbours, which CTC must
+separate by a blank) is left out of the batch and counted (``dropped``), with a warning: never an
+inf or NaN loss.
 
 On valid (not in training) the criterion also decodes greedily and logs ``wer`` and ``ler``
 (letters) or ``per`` (phones, after 39-phone folding), so ``--best-checkpoint-metric wer`` works.
