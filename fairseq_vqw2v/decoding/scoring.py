@@ -20,7 +20,7 @@ import editdistance
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
 from fairseq_vqw2v.data.labels import LABEL_KINDS, LABEL_UNITS
-from fairseq_vqw2v.data.manifest import words_to_letters
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.data.phones import fold_timit_phones
 
 

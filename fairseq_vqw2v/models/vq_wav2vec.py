@@ -19,7 +19,7 @@ from fairseq.models.wav2vec.wav2vec import Wav2VecModel
 from omegaconf import II
 
 from fairseq_vqw2v.constants import LARGE_ENCODER
-from fairseq_vqw2v.data.manifest import receptive_field
+from fairseq_vqw2v.data.receptive_field import receptive_field
 from fairseq_vqw2v.models._arch import set_arch_defaults
 from fairseq_vqw2v.modules.contrastive import ContrastivePredictor
 from fairseq_vqw2v.modules.conv_aggregator import ConvAggregator
