@@ -17,7 +17,6 @@ get one clear error too, never ``EOFError`` or torch's advice to retry with ``we
 """
 
 import argparse
-import ast
 import collections
 import contextlib
 import glob
@@ -25,13 +24,15 @@ import os
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+
+from .modules.layer_lists import WAV2VEC_LAYER_FIELDS, literal_option, parse_layer_list, short_repr
 
 from .errors import InputError, MissingInputError
 
@@ -53,83 +54,6 @@ EVALUATED_OPTIONS = frozenset({
 })
 # ... of which these are conv stacks ``[(dim, kernel, stride), ...]``
 LAYER_LIST_OPTIONS = frozenset({"conv_feature_layers", "conv_aggregator_layers"})
-MAX_OPTION_CHARS = 10_000  # a layer list is a few hundred characters
-MAX_REPEAT = 10_000  # ``[(512, 3, 2)] * n``
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def literal_option(text: str, name: str) -> Any:
-    """The value of a config string that fairseq would ``eval()``, computed without ``eval``.
-
-    Allowed: numbers, strings, booleans, ``None``, unary minus, lists, tuples, dicts, and ``+`` /
-    ``* n`` on them (``[(512, 10, 5)] + [(512, 3, 2)] * 4``, the form of fairseq's own defaults);
-    no names, calls or attributes. Anything else raises ``ValueError`` naming ``name``.
-    """
-
-    def refuse(reason):
-        return ValueError(f"{name} is not a literal: {_short(text)} ({reason})")
-
-    if len(text) > MAX_OPTION_CHARS:
-        raise refuse(f"{len(text)} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        raise refuse(f"does not parse: {getattr(e, 'msg', e)}") from None
-
-    def value(node):
-        if isinstance(node, ast.Constant) and (
-            node.value is None or isinstance(node.value, (bool, int, float, str))
-        ):
-            return node.value
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            operand = value(node.operand)
-            if not isinstance(operand, (int, float)):
-                raise refuse("minus of a non-number")
-            return -operand
-        if isinstance(node, (ast.List, ast.Tuple)):
-            items = [value(e) for e in node.elts]
-            return items if isinstance(node, ast.List) else tuple(items)
-        if isinstance(node, ast.Dict) and None not in node.keys:
-            return {value(k): value(v) for k, v in zip(node.keys, node.values)}
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-            left, right = value(node.left), value(node.right)
-            if isinstance(node.op, ast.Mult) and any(
-                isinstance(n, int) and abs(n) > MAX_REPEAT for n in (left, right)
-            ):
-                raise refuse(f"repetition over {MAX_REPEAT}")
-            try:
-                return left + right if isinstance(node.op, ast.Add) else left * right
-            except TypeError as e:
-                raise refuse(str(e)) from None
-        raise refuse(f"{type(node).__name__} {_short(ast.unparse(node), 60)} is not allowed")
-
-    return value(tree.body)
-
-
-def parse_layer_list(text: str, name: str) -> List[Tuple[int, int, int]]:
-    """A conv stack option ``[(dim, kernel, stride), ...]`` (see :func:`literal_option`) -> its
-    layers; ``ValueError`` naming ``name`` unless it is a literal list of positive int triples."""
-    if not isinstance(text, str):
-        raise ValueError(f"{name} is not a literal layer list: a {type(text).__name__}, not a string")
-    try:
-        layers = literal_option(text, name)
-    except ValueError as e:
-        raise ValueError(str(e).replace("is not a literal:", "is not a literal layer list:", 1))
-    if not isinstance(layers, (list, tuple)) or not layers or not all(
-        isinstance(layer, (list, tuple)) and len(layer) == 3
-        and all(type(v) is int and v > 0 for v in layer)
-        for layer in layers
-    ):
-        raise ValueError(
-            f"{name} is not a literal layer list: {_short(text)} (expected a non-empty "
-            "[(dim, kernel, stride), ...] of positive ints)"
-        )
-    return [tuple(layer) for layer in layers]
-
-
 def _options(cfg, prefix: str) -> Iterator[Tuple[str, str, Any]]:
     """(dotted path, key, value) of every entry of a config tree (dicts, omegaconf, Namespaces)."""
     if isinstance(cfg, argparse.Namespace):
@@ -158,7 +82,7 @@ def check_config_literals(cfg, name: str = "cfg", source: Optional[str] = None) 
             continue  # an interpolation resolves to another option, itself checked
         try:
             if key in LAYER_LIST_OPTIONS:
-                parse_layer_list(value, path)
+                parse_layer_list(value, path, WAV2VEC_LAYER_FIELDS)
             else:
                 literal_option(value, path)
         except ValueError as e:
@@ -221,7 +145,7 @@ def _refuse_non_checkpoint_file(path: str) -> None:
         text = None
     if text is not None and "\x00" not in text:
         first = text.splitlines()[0] if text.strip() else ""
-        raise CheckpointError(f"{path}: not a checkpoint: a text file (starts with {_short(first, 40)})")
+        raise CheckpointError(f"{path}: not a checkpoint: a text file (starts with {short_repr(first, 40)})")
     raise CheckpointError(f"{path}: not a checkpoint: not a torch.save file (starts with {head[:8]!r})")
 
 

@@ -29,6 +29,7 @@ from fairseq_vqw2v.cli.quantize import main as quantize_main
 from fairseq_vqw2v.errors import TRACEBACK_VARIABLE
 from fairseq_vqw2v.models.unit_bert import UnitBertModel
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
+from fairseq_vqw2v.modules.layer_lists import WAV2VEC_LAYER_FIELDS
 
 from _pretraining_util import BIN, USER_DIR
 
@@ -85,22 +86,22 @@ def assert_clis_refuse(path, tmp_path, capsys, message):
 
 def test_layer_lists_are_parsed_not_evaluated(tmp_path):
     marker = tmp_path / "MARKER"
-    assert parse_layer_list(TINY_LAYERS, "x") == [(16, 10, 5), (16, 8, 4)]
+    assert parse_layer_list(TINY_LAYERS, "x", WAV2VEC_LAYER_FIELDS) == [(16, 10, 5), (16, 8, 4)]
     # wav2vec 2.0's default is list arithmetic, not a plain literal
     w2v2 = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
-    assert parse_layer_list(w2v2, "x") == eval(w2v2)
+    assert parse_layer_list(w2v2, "x", WAV2VEC_LAYER_FIELDS) == eval(w2v2)
     for bad, reason in [
         (payload(marker), "is not allowed"),
         ("__import__('os').system('true')", "Call"),
-        ("[(16, 10)]", "positive ints"),
-        ("[(16, 0, 5)]", "positive ints"),
-        ("[(16, 10, 5.0)]", "positive ints"),
+        ("[(16, 10)]", r"layer 0 is \(16, 10\), expected \[\(dim, kernel, stride\), ...\]"),
+        ("[(16, 0, 5)]", "layer 0 kernel must be a positive int, got 0"),
+        ("[(16, 10, 5.0)]", "layer 0 stride must be a positive int, got 5.0"),
         ("[]", "non-empty"),
         ("[(16, 10, 5)] * 100000", "repetition"),
         ("[(16, 10, 5)", "does not parse"),
     ]:
         with pytest.raises(ValueError, match=rf"conv_feature_layers is not a literal layer list: .*{reason}"):
-            parse_layer_list(bad, "conv_feature_layers")
+            parse_layer_list(bad, "conv_feature_layers", WAV2VEC_LAYER_FIELDS)
     # the model parses its own config the same way (fairseq-train, fairseq-generate)
     with pytest.raises(ValueError, match="conv_aggregator_layers is not a literal layer list"):
         VqWav2VecModel(arch_config("vq_wav2vec_tiny", conv_aggregator_layers=payload(marker)))

@@ -150,9 +150,9 @@ def test_check_audio_reason(tmp_path, kind):
 
 
 def test_check_audio_finds_non_finite_sample_past_the_first_block(tmp_path, monkeypatch):
-    import fairseq_vqw2v.data.manifest as manifest_module
+    import fairseq_vqw2v.data.audio_checks as audio_checks_module
 
-    monkeypatch.setattr(manifest_module, "_CHECK_BLOCK", 500)
+    monkeypatch.setattr(audio_checks_module, "_CHECK_BLOCK", 500)
     data = tone()
     data[-1] = np.inf
     path = str(tmp_path / "inf.wav")

@@ -1,9 +1,10 @@
 """``ctc_asr``: CTC loss for the acoustic model, with greedy-decoded error rates on valid.
 
-The loss is torch's fused ``ctc_loss`` (sum over utterances, ``zero_infinity``), blank = the label
-dictionary's ``<s>``. An utterance whose labels cannot be aligned to its frames (fewer frames than
-labels plus repeated neighbours, which CTC must separate by a blank) is left out of the batch
-and counted (``dropped``), with a warning: never an inf or NaN loss.
+The loss is torch's fused ``ctc_loss`` (sum over utterances, ``zero_infinity``), blank =
+:func:`~fairseq_vqw2v.data.labels.ctc_blank` of the label dictionary. An utterance whose labels
+cannot be aligned to its frames (fewer frames than labels plus repeated neighbours, which CTC must
+separate by a blank) is left out of the batch and counted (``dropped``), with a warning: never an
+inf or NaN loss.
 
 On valid (not in training) the criterion also decodes greedily and logs ``wer`` and ``ler``
 (letters) or ``per`` (phones, after 39-phone folding), so ``--best-checkpoint-metric wer`` works.
@@ -19,8 +20,8 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..data.labels import ctc_blank
-from ..decoding.scoring import ErrorRates, LABEL_KINDS
+from ..data.labels import LABEL_UNITS, ctc_blank
+from ..decoding.scoring import ErrorRates
 from ..decoding.viterbi import ViterbiDecoder
 from ._logging import count_bad_audio, log_bad_audio, logged_sum
 
@@ -49,7 +50,7 @@ class CtcAsrCriterion(FairseqCriterion):
         self.sentence_avg = cfg.sentence_avg
         self.dictionary = task.target_dictionary
         self.blank = ctc_blank(self.dictionary)
-        self.unit_kind = LABEL_KINDS[task.cfg.labels]
+        self.unit_kind = LABEL_UNITS[task.cfg.labels]
         self.greedy = ViterbiDecoder(self.dictionary)
 
     def forward(self, model, sample, reduce=True):

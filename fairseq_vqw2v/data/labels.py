@@ -20,8 +20,12 @@ from .text_files import UndecodableTextError, decoding, load_dictionary
 
 logger = logging.getLogger(__name__)
 
-LABEL_KINDS = ("ltr", "phn")
-"""Letters (``|`` closing every word) and phones."""
+LABEL_UNITS = {"ltr": "letter", "phn": "phone"}
+"""Label file extension -> the unit it holds and is scored in: letters (``|`` closing every word,
+LER) and phones (PER)."""
+
+LABEL_KINDS = tuple(LABEL_UNITS)
+"""The label file extensions, the choices of ``--labels``."""
 
 
 def ctc_blank(dictionary: Dictionary) -> int:

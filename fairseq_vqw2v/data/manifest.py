@@ -1,43 +1,31 @@
-"""fairseq-style audio manifests: reading, writing, label conventions and per-file audio checks.
+"""fairseq-style audio manifests and their label files: reading and writing.
 
 A manifest ``{split}.tsv`` has the root folder on its first line, then one
 ``relative/path<TAB>num_samples`` line per utterance (the format of fairseq's
 ``examples/wav2vec/wav2vec_manifest.py``). Label files ``{split}.{ext}`` hold one line per
 utterance, aligned with the manifest lines:
 
-- ``.wrd``: words, normalised by :func:`normalize_words` (lower case letters and apostrophes,
-  one space between words; the one convention of the whole project),
+- ``.wrd``: words, normalised by :func:`.text_norm.normalize_words` (lower case letters and
+  apostrophes, one space between words; the one convention of the whole project),
 - ``.ltr``: letters separated by spaces with ``|`` closing every word (fairseq's
-  ``libri_labels.py``), from :func:`words_to_letters`,
+  ``libri_labels.py``), from :func:`.text_norm.words_to_letters`,
 - ``.phn``: space-separated phones.
 """
 
 import os
-import re
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-import soundfile as sf
-
-from fairseq_vqw2v.constants import SAMPLE_RATE, WORD_BOUNDARY
 from fairseq_vqw2v.data.text_files import decoding
 from fairseq_vqw2v.errors import InputError
 
-# reading whole files in blocks bounds memory on long recordings
-_CHECK_BLOCK = 1 << 20
-
-REASONS = (
-    "unreadable",
-    "empty",
-    "too short",
-    "wrong sample rate",
-    "multi-channel",
-    "non-finite samples",
+# re-exported: manifests/ scripts, tests and other modules import these from here
+from fairseq_vqw2v.data.audio_checks import REASONS, check_audio, duration_summary  # noqa: F401
+from fairseq_vqw2v.data.receptive_field import receptive_field  # noqa: F401
+from fairseq_vqw2v.data.text_norm import (  # noqa: F401
+    foreign_letters, normalize_words, transliterate, words_to_letters,
 )
-"""Every reason :func:`check_audio` can give, in the order the checks run."""
 
 
 class ManifestError(InputError):
@@ -194,87 +182,3 @@ def write_files(dest_dir: str, contents: Dict[str, List[str]]) -> None:
         for tmp in temps.values():
             if os.path.exists(tmp):
                 os.remove(tmp)
-
-
-_NOT_WORD_CHAR = re.compile(r"[^a-z' ]+")
-
-# letters NFKD does not decompose into a-z plus marks, and apostrophe look-alikes
-_TRANSLITERATION = str.maketrans({
-    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
-    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ı": "i",
-    "\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'",
-})
-
-
-def transliterate(text: str) -> str:
-    """Latin letters with diacritics to a-z (``café`` -> ``cafe``, ``straße`` -> ``strasse``),
-    typographic apostrophes to ``'``; other characters are left as they are."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def foreign_letters(text: str) -> List[str]:
-    """Letters of ``text`` that :func:`normalize_words` cannot write in a-z (sorted, unique)."""
-    return sorted({c for c in transliterate(text).lower()
-                   if unicodedata.category(c).startswith("L") and not "a" <= c <= "z"})
-
-
-def normalize_words(text: str) -> str:
-    """Project word convention: lower case, letters a-z and apostrophes only, single spaces.
-
-    Letters are transliterated first (:func:`transliterate`); hyphens and other punctuation
-    become spaces (``"Well-known, isn't it?"`` -> ``"well known isn't it"``); apostrophes
-    standing alone are dropped. Letters with no a-z form (:func:`foreign_letters`) split words:
-    callers that must not lose them check that first.
-    """
-    words = _NOT_WORD_CHAR.sub(" ", transliterate(text).lower()).split()
-    return " ".join(w for w in words if w.strip("'"))
-
-
-def words_to_letters(words: str) -> str:
-    """``"hello world"`` -> ``"h e l l o | w o r l d |"`` (fairseq's ``libri_labels.py``)."""
-    return " ".join(" ".join(w) + " " + WORD_BOUNDARY for w in words.split())
-
-
-def receptive_field(conv_layers: Sequence[Tuple[int, int, int]]) -> int:
-    """Samples seen by one output frame of a conv stack of ``(dim, kernel, stride)`` layers.
-
-    A file shorter than this yields no frame at all, so it cannot be used for training.
-    """
-    field_size, jump = 1, 1
-    for _, kernel, stride in conv_layers:
-        field_size += (kernel - 1) * jump
-        jump *= stride
-    return field_size
-
-
-def check_audio(
-    path: str, min_samples: int, sample_rate: int = SAMPLE_RATE
-) -> Tuple[int, Optional[str]]:
-    """Reads a whole audio file and returns ``(num_samples, reason)``; ``reason`` is ``None`` for a
-    usable file, else one of :data:`REASONS`."""
-    try:
-        info = sf.info(path)
-    except Exception:  # soundfile raises RuntimeError, LibsndfileError or OSError
-        return 0, "unreadable"
-    frames = info.frames
-    if frames == 0:
-        return 0, "empty"
-    if frames < min_samples:
-        return frames, "too short"
-    if info.samplerate != sample_rate:
-        return frames, "wrong sample rate"
-    if info.channels != 1:
-        return frames, "multi-channel"
-    try:
-        for block in sf.blocks(path, blocksize=_CHECK_BLOCK, dtype="float32"):
-            if not np.isfinite(block).all():
-                return frames, "non-finite samples"
-    except Exception:
-        return frames, "unreadable"
-    return frames, None
-
-
-def duration_summary(num_samples: Sequence[int], sample_rate: int = SAMPLE_RATE) -> str:
-    """``"12 files, 0.042 h"``: for one-line summaries."""
-    return f"{len(num_samples)} files, {sum(num_samples) / sample_rate / 3600:.3f} h"

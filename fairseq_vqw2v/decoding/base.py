@@ -1,8 +1,8 @@
 """What every CTC decoder shares: the label dictionary's conventions and the hypothesis format.
 
 Emissions are float32 log-probabilities ``B x T x V`` over a fairseq label ``Dictionary``
-(``V = len(tgt_dict)``); the CTC blank is the dictionary's bos (``<s>``). A decoder returns, per
-utterance, an n-best list of hypothesis dicts::
+(``V = len(tgt_dict)``); the CTC blank is :func:`fairseq_vqw2v.data.labels.ctc_blank`. A decoder
+returns, per utterance, an n-best list of hypothesis dicts::
 
     {"tokens": LongTensor of label ids (no blanks, repeats collapsed), "score": float,
      "words": List[str] (letter dictionaries; [] for phones)}
@@ -16,6 +16,7 @@ from torch import Tensor
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
+from fairseq_vqw2v.data.labels import ctc_blank
 from fairseq_vqw2v.decoding.scoring import letters_to_words
 
 
@@ -25,10 +26,10 @@ class CTCDecoder:
     def __init__(self, tgt_dict: Dictionary):
         self.tgt_dict = tgt_dict
         self.vocab_size = len(tgt_dict)
-        self.blank = tgt_dict.bos()
+        self.blank = ctc_blank(tgt_dict)
         # the other specials are never CTC targets: an untrained model may still pick them
         self.specials = torch.tensor(
-            sorted({tgt_dict.bos(), tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk()})
+            sorted({self.blank, tgt_dict.bos(), tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk()})
         )
         self.is_letter = WORD_BOUNDARY in tgt_dict.indices
 

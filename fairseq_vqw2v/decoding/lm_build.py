@@ -1,7 +1,7 @@
 """Building decoding resources from a text corpus: KenLM n-grams, lexicons, char-LM data.
 
 A corpus has one sentence per line; every line is normalised with
-:func:`fairseq_vqw2v.data.manifest.normalize_words` (the project's word convention), lines that
+:func:`fairseq_vqw2v.data.text_norm.normalize_words` (the project's word convention), lines that
 normalise to nothing are skipped. KenLM's ``lmplz`` and ``build_binary`` are taken from ``PATH``,
 else from ``<repo>/tools/kenlm/bin`` where ``make setup`` builds them.
 """

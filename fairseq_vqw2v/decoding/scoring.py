@@ -19,11 +19,9 @@ from typing import List, Optional
 import editdistance
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
-from fairseq_vqw2v.data.manifest import words_to_letters
+from fairseq_vqw2v.data.labels import LABEL_KINDS, LABEL_UNITS
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.data.phones import fold_timit_phones
-
-LABEL_KINDS = {"ltr": "letter", "phn": "phone"}
-"""Label file extension -> the unit it scores."""
 
 
 def letters_to_words(tokens: List[str]) -> str:
@@ -49,7 +47,7 @@ class ErrorRates:
     unit_kind: str = "letter"
 
     def __post_init__(self):
-        if self.unit_kind not in LABEL_KINDS.values():
+        if self.unit_kind not in LABEL_UNITS.values():
             raise ValueError(f"unit_kind must be 'letter' or 'phone', got {self.unit_kind!r}")
 
     def add(self, ref: str, hyp: str) -> None:
@@ -119,7 +117,7 @@ def score(refs: List[str], hyps: List[str], labels: str) -> ErrorRates:
         raise ValueError(f"labels must be one of {sorted(LABEL_KINDS)}, got {labels!r}")
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    rates = ErrorRates(unit_kind=LABEL_KINDS[labels])
+    rates = ErrorRates(unit_kind=LABEL_UNITS[labels])
     for i, (ref, hyp) in enumerate(zip(refs, hyps), start=1):
         try:
             rates.add(ref, hyp)

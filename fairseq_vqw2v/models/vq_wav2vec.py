@@ -19,13 +19,14 @@ from fairseq.models.wav2vec.wav2vec import Wav2VecModel
 from omegaconf import II
 
 from fairseq_vqw2v.constants import LARGE_ENCODER
-from fairseq_vqw2v.data.manifest import receptive_field
+from fairseq_vqw2v.data.receptive_field import receptive_field
 from fairseq_vqw2v.models._arch import set_arch_defaults
 from fairseq_vqw2v.modules.contrastive import ContrastivePredictor
 from fairseq_vqw2v.modules.conv_aggregator import ConvAggregator
 from fairseq_vqw2v.modules.conv_encoder import ConvFeatureEncoder
 from fairseq_vqw2v.modules.gumbel_quantizer import GumbelQuantizer
 from fairseq_vqw2v.modules.kmeans_quantizer import KmeansQuantizer
+from fairseq_vqw2v.modules.layer_lists import WAV2VEC_LAYER_FIELDS, parse_layer_list
 from fairseq_vqw2v.modules.masked_group_norm import frame_mask
 from fairseq_vqw2v.precision import compile_in_place
 
@@ -125,13 +126,6 @@ def receptive_field_offset(layers: List[Tuple[int, int, int]]) -> int:
     return math.ceil(receptive_field(layers) / math.prod(stride for _, _, stride in layers))
 
 
-def _parse_layers(spec: str, name: str) -> List[Tuple[int, int, int]]:
-    # never eval: the string may come from a checkpoint (an eval sandbox is escapable)
-    from fairseq_vqw2v.checkpoint import parse_layer_list
-
-    return parse_layer_list(spec, name)
-
-
 @register_model("vq_wav2vec", dataclass=VqWav2VecConfig)
 class VqWav2VecModel(BaseFairseqModel):
     """Input B x T raw 16 kHz audio; frames every 160 samples with the standard encoder."""
@@ -141,8 +135,12 @@ class VqWav2VecModel(BaseFairseqModel):
         self.cfg = cfg
         activation = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
         affine = not cfg.non_affine_group_norm
-        encoder_layers = _parse_layers(cfg.conv_feature_layers, "conv_feature_layers")
-        aggregator_layers = _parse_layers(cfg.conv_aggregator_layers, "conv_aggregator_layers")
+        encoder_layers = parse_layer_list(
+            cfg.conv_feature_layers, "conv_feature_layers", WAV2VEC_LAYER_FIELDS
+        )
+        aggregator_layers = parse_layer_list(
+            cfg.conv_aggregator_layers, "conv_aggregator_layers", WAV2VEC_LAYER_FIELDS
+        )
         embed = encoder_layers[-1][0]
 
         self.feature_extractor = ConvFeatureEncoder(

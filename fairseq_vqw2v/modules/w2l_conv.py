@@ -1,12 +1,12 @@
 """wav2letter-style 1-D convolution stack: the body of the CTC acoustic model."""
 
-import ast
 from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fairseq_vqw2v.modules.layer_lists import W2L_LAYER_FIELDS, check_layer_list, parse_layer_list
 from fairseq_vqw2v.modules.masked_group_norm import frame_mask
 
 ConvLayer = Tuple[int, int, int, float]
@@ -52,42 +52,10 @@ layer plays the part of wav2letter's final linear layer."""
 
 
 def parse_layers(spec: str, name: str = "conv_layers") -> List[ConvLayer]:
-    """Parses a layer list string such as ``"[(256, 5, 1, 0.1), (256, 5, 2, 0.1)]"``.
-
-    Uses ``ast.literal_eval``: only Python literals are accepted, nothing is ever executed.
-
-    Args:
-        spec (str): List of ``(out_channels, kernel, stride, dropout)`` tuples.
-        name (str, optional): Config field the string came from, named in errors.
-
-    Returns:
-        list of (int, int, int, float): The layers.
-    """
-    try:
-        layers = ast.literal_eval(spec)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
-        raise ValueError(f"{name}: not a literal list of (out_channels, kernel, stride, dropout) "
-                         f"tuples: {spec!r} ({type(err).__name__}: {err})") from None
-    return check_layers(layers, f"{name}={spec!r}")
-
-
-def check_layers(layers: Sequence, where: str) -> List[ConvLayer]:
-    """Validates layer tuples; ``where`` names their origin in errors."""
-    if not isinstance(layers, (list, tuple)) or not layers:
-        raise ValueError(f"{where}: expected a non-empty list of (out_channels, kernel, stride, dropout)")
-    checked = []
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, (list, tuple)) or len(layer) != 4:
-            raise ValueError(
-                f"{where}: layer {i} is {layer!r}, expected (out_channels, kernel, stride, dropout)")
-        for field, value in zip(("out_channels", "kernel", "stride"), layer[:3]):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{where}: layer {i} {field} must be a positive int, got {value!r}")
-        dropout = layer[3]
-        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-            raise ValueError(f"{where}: layer {i} dropout must be in [0, 1), got {dropout!r}")
-        checked.append((layer[0], layer[1], layer[2], float(dropout)))
-    return checked
+    """Parses a layer list string such as ``"[(256, 5, 1, 0.1), (256, 5, 2, 0.1)]"`` of
+    ``(out_channels, kernel, stride, dropout)`` tuples (:func:`.layer_lists.parse_layer_list`:
+    literals only, nothing is ever executed); errors name ``name``, the config field."""
+    return parse_layer_list(spec, name, W2L_LAYER_FIELDS)
 
 
 class W2lConvBlock(nn.Module):
@@ -169,7 +137,7 @@ class W2lConvStack(nn.Module):
         if isinstance(layers, str):
             layers = parse_layers(layers, "conv_layers")
         else:
-            layers = check_layers(layers, "conv_layers")
+            layers = check_layer_list(layers, "conv_layers", W2L_LAYER_FIELDS)
         blocks = []
         for out_channels, kernel, stride, dropout in layers:
             blocks.append(

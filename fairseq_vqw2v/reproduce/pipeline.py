@@ -24,13 +24,13 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
+from ..data.labels import LABEL_KINDS
 from .stages import Command, Stage
 
 SPLITS = ("train", "valid", "test")
 EVAL_SPLITS = ("valid", "test")
 QUANTIZERS = ("gumbel", "kmeans")
 LOGMEL_UNITS = "logmel_kmeans"
-LABELS = ("ltr", "phn")
 CHARLM_SYSTEM = "gumbel_bert"
 """The paper's best row (Table 1: Gumbel + BERT base with the char ConvLM)."""
 
@@ -217,7 +217,7 @@ class Layout:
     corpus: str
     lm_text: str
     user_dir: str
-    labels: Sequence[str] = LABELS
+    labels: Sequence[str] = LABEL_KINDS
     embedded: bool = True
     seed: int = 1
     chain: str = ""
@@ -485,5 +485,5 @@ def _tune(corpus: str, am: str, decoder: str, flags: Sequence[str], lm_weights: 
 def default_labels(corpus: str, embedded: bool) -> List[str]:
     """The label kinds the corpus has for every split (both for the embedded corpus)."""
     if embedded:
-        return list(LABELS)
-    return [k for k in LABELS if all(os.path.exists(os.path.join(corpus, f"{s}.{k}")) for s in SPLITS)]
+        return list(LABEL_KINDS)
+    return [k for k in LABEL_KINDS if all(os.path.exists(os.path.join(corpus, f"{s}.{k}")) for s in SPLITS)]

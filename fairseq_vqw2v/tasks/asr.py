@@ -40,9 +40,9 @@ from omegaconf import II, MISSING, open_dict
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
-from ..data.labels import LABEL_KINDS, encode_labels, load_label_dictionary, read_label_lines
+from ..data.labels import (LABEL_KINDS, LABEL_UNITS as UNIT_KINDS, encode_labels, load_label_dictionary,
+                           read_label_lines)
 from ..data.manifest import ManifestError, check_split_name, read_manifest
-from ..decoding.scoring import LABEL_KINDS as UNIT_KINDS
 from ..decoding.config import DecoderConfig
 from ..decoding.factory import build_decoder
 from ..decoding.scoring import ErrorRates
