@@ -37,17 +37,19 @@ class UnitDataset(FairseqDataset):
 
     def deduplicated(self) -> "UnitDataset":
         """The same utterances with consecutive repeats merged (:mod:`.dedup`)."""
-        pieces = [dedup_numpy(self.tokens[s:e]) for s, e in zip(self.offsets[:-1], self.offsets[1:])]
-        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
-        tokens = np.concatenate(pieces) if pieces else self.tokens[:0]
-        return UnitDataset(tokens.astype(self.tokens.dtype), offsets)
+        return UnitDataset._concatenated(
+            [dedup_numpy(self.tokens[s:e]) for s, e in zip(self.offsets[:-1], self.offsets[1:])])
 
     @classmethod
     def of(cls, dataset) -> "UnitDataset":
         """Any dataset of 1-D id tensors (e.g. binarized units) as one in-memory UnitDataset."""
-        items = [dataset[i].numpy() for i in range(len(dataset))]
-        offsets = np.concatenate([[0], np.cumsum([len(t) for t in items])]).astype(np.int64)
-        tokens = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+        return cls._concatenated([dataset[i].numpy() for i in range(len(dataset))])
+
+    @classmethod
+    def _concatenated(cls, utterances) -> "UnitDataset":
+        """N arrays of ids -> one UnitDataset holding them in order."""
+        offsets = np.concatenate([[0], np.cumsum([len(u) for u in utterances])]).astype(np.int64)
+        tokens = np.concatenate(utterances) if utterances else np.zeros(0, dtype=np.int64)
         return cls(tokens, offsets)
 
     def __getitem__(self, index):
