@@ -40,7 +40,7 @@ from omegaconf import II, MISSING, open_dict
 from ..checkpoint import check_model_config
 from ..constants import SAMPLE_RATE
 from ..data.asr_dataset import AsrDataset, AudioSource, FeatureSource, UnitSource
-from ..data.labels import (LABEL_KINDS, LABEL_UNITS as UNIT_KINDS, encode_labels, load_label_dictionary,
+from ..data.labels import (LABEL_KINDS, LABEL_UNITS, encode_labels, load_label_dictionary,
                            read_label_lines)
 from ..data.manifest import ManifestError, check_split_name, read_manifest
 from ..decoding.config import DecoderConfig
@@ -216,7 +216,7 @@ class CtcGenerator:
                  expected: Optional[int] = None):
         self.model, self.decoder, self.dictionary = model, decoder, dictionary
         self.expected = expected
-        self.rates = ErrorRates(unit_kind=UNIT_KINDS[labels])
+        self.rates = ErrorRates(unit_kind=LABEL_UNITS[labels])
         self.symbols_to_strip_from_output = set()
         self.decoded = 0
 
