@@ -5,8 +5,8 @@ Same function as ``F.linear`` in full fp32; only the GEMM library differs. MKL, 
 x86, runs AVX2 kernels on AMD CPUs, where oneDNN's AVX-512 kernels are faster (on an AMD CPU
 without AVX-512 the two are even). On Intel MKL runs its own AVX-512 kernels and oneDNN loses,
 so there, and on any other CPU, device, dtype, under autocast (which casts ``F.linear``'s
-inputs), or with oneDNN unavailable or turned off (``torch.backends.mkldnn.enabled = False``),
-these are ``F.linear``. Measured per CPU: ``docs/benchmarks.md``.
+inputs), under ``torch.compile``, or with oneDNN unavailable or turned off
+(``torch.backends.mkldnn.enabled = False``), these are ``F.linear``. Measured per CPU: ``docs/benchmarks.md``.
 """
 
 import os
@@ -73,8 +73,11 @@ def limit_primitive_cache() -> None:
 
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    # under torch.compile Inductor picks the GEMM itself: its lowering of the oneDNN op expects
+    # a weight it has frozen and prepacked, not a module parameter passed in
     return (
         PREFER_ONEDNN
+        and not torch.compiler.is_compiling()
         and _LINEAR is not None
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
