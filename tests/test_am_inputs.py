@@ -140,6 +140,28 @@ def test_cached_bert_layers_equal_the_ones_computed_on_the_fly(corpus):
         assert not torch.equal(live[:, 0], live[:, 1])
 
 
+def test_bert_layers_select_among_the_cached_layers(corpus):
+    """``--bert-layers`` with ``--features``: a layer of those featurize cached is read alone,
+    one it did not cache is refused by name (it was silently ignored)."""
+    root, vq, bert = corpus
+    cached = featurized(root, vq, "--bert-checkpoint", bert, "--layers", "all")
+    task, both = model_task(root / "data", "bert", vq, bert, features=cached)
+    _, second = model_task(root / "data", "bert", vq, bert, {"bert_layers": "1"}, features=cached)
+    assert both.frontend.output_layers == 2 and second.frontend.output_layers == 1
+    assert second.layer_weights is None
+    batch = valid_batch(task)
+    with torch.no_grad():
+        x, _ = both.frontend(batch["source"], batch["source_lengths"])
+        layer, _ = second.frontend(batch["source"], batch["source_lengths"])
+    assert torch.equal(layer, x[:, :, 1])
+    with pytest.raises(ValueError, match=r"--bert-layers 0,3: layer\(s\) 3 are not in the cached "
+                       r"features \(layers 0,1"):
+        model_task(root / "data", "bert", vq, bert, {"bert_layers": "0,3"}, features=cached)
+    last = featurized(root, vq, "--bert-checkpoint", bert)
+    with pytest.raises(ValueError, match="--bert-layers all: the cached features hold one layer"):
+        model_task(root / "data", "bert", vq, bert, {"bert_layers": "all"}, features=last)
+
+
 def test_features_of_other_layers_than_the_models_are_refused(corpus):
     root, vq, bert = corpus
     layers = featurized(root, vq, "--bert-checkpoint", bert, "--layers", "all")

@@ -10,7 +10,9 @@
   ``featurize`` wrote; ``--bert-layers`` picks the last layer (the paper's), layer N, or ``all``
   (or a comma list): then the frontend gives B x T' x K x C, K hidden states per frame, which the
   acoustic model sums with learned weights
-  (:class:`~fairseq_vqw2v.modules.layer_weights.WeightedLayerSum`).
+  (:class:`~fairseq_vqw2v.modules.layer_weights.WeightedLayerSum`). From cached features it
+  selects among the layers featurize wrote (:func:`cached_layer_positions`; ``last`` reads them
+  all).
 
 Every frontend has ``output_dim`` (C) and ``output_layers`` (K, 1 for B x T' x C).
 
@@ -371,15 +373,48 @@ def _pad(tensors: List[torch.Tensor]) -> torch.Tensor:
 
 
 class PrecomputedFrontend(Frontend):
-    """Features read from disk (B x T x C, or B x T x K x C for K layers): passed through."""
+    """Features read from disk (B x T x C, or B x T x K x C for K layers): passed through, or the
+    layers at ``positions`` of the K taken (B x T x K' x C; B x T x C for one)."""
 
-    def __init__(self, dim: int, layers: int = 1):
+    def __init__(self, dim: int, layers: int = 1, positions: Optional[List[int]] = None):
         super().__init__()
         self.output_dim = dim
-        self.output_layers = layers
+        self.positions = positions
+        self.output_layers = layers if positions is None else len(positions)
 
     def forward(self, source, lengths):
-        return source, lengths
+        if self.positions is None:
+            return source, lengths
+        if len(self.positions) == 1:
+            return source[:, :, self.positions[0]], lengths
+        return source[:, :, self.positions], lengths
+
+
+def cached_layer_positions(spec: FrontendSpec, bert_layers: str) -> Optional[List[int]]:
+    """Where, among the K layers of cached BERT features (``featurize --layers``), the layers of
+    ``--bert-layers`` are; None: read every cached layer. ``last`` (the default) reads what
+    featurize cached, ``all`` every cached layer of several, ``N`` or a comma list those layers,
+    which must have been cached. Features of one layer record no index, so any one layer is
+    taken as the one featurize wrote."""
+    cached = spec.feature_layers
+    if bert_layers == "last" or (bert_layers == "all" and cached):
+        return None
+    try:
+        wanted = [int(part) for part in bert_layers.split(",")] if bert_layers != "all" else None
+    except ValueError:
+        raise ValueError(f"--bert-layers {bert_layers!r}: give last, all, a layer number or a "
+                         f"comma list of them") from None
+    if not cached:
+        if wanted is not None and len(wanted) == 1:
+            return None
+        raise ValueError(f"--bert-layers {bert_layers}: the cached features hold one layer per "
+                         f"frame; featurize --layers {bert_layers} writes several")
+    missing = [i for i in wanted if i not in cached]
+    if missing:
+        raise ValueError(f"--bert-layers {bert_layers}: layer(s) {','.join(map(str, missing))} "
+                         f"are not in the cached features (layers {','.join(map(str, cached))}, "
+                         f"from featurize --layers)")
+    return [cached.index(i) for i in wanted]
 
 
 def build_frontend(spec: FrontendSpec, unit_embed_dim: int, bert_layers: str = "last",
@@ -388,8 +423,9 @@ def build_frontend(spec: FrontendSpec, unit_embed_dim: int, bert_layers: str = "
     against the recorded ones). ``unit_embed_dim``: ``--input units``; the rest: ``--input bert``
     (see :class:`BertFrontend`)."""
     if spec.source == "features":
-        return PrecomputedFrontend(spec.feature_dim,
-                                   len(spec.feature_layers) if spec.feature_layers else 1)
+        return PrecomputedFrontend(
+            spec.feature_dim, len(spec.feature_layers) if spec.feature_layers else 1,
+            cached_layer_positions(spec, bert_layers) if spec.input == "bert" else None)
     if spec.input == "logmel":
         return LogMelFrontend()
     upstreams = FrozenUpstreams()

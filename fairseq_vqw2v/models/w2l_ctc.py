@@ -70,7 +70,8 @@ class W2lCtcConfig(FairseqDataclass):
     bert_layers: str = field(
         default="last",
         metadata={"help": "--input bert: the hidden states read: last, N (0: the embeddings' "
-                  "output), a comma list or all (several: a learned weighted sum)"},
+                  "output), a comma list or all (several: a learned weighted sum); with "
+                  "--features, among the layers featurize cached (last: all of them)"},
     )
     bert_layer: Optional[int] = field(
         default=None, metadata={"help": "older spelling of --bert-layers N"}
