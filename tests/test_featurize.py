@@ -106,6 +106,24 @@ def test_featurize_without_bert_writes_the_aggregator_output(setup, capsys):
                                    rtol=2 ** -11, atol=1e-4)
 
 
+def test_featurize_splits_in_one_run_equal_one_run_per_split(setup, tmp_path, capsys):
+    """``--splits`` (quantize's name) loads the model once for every split; ``--split`` is the
+    older spelling of the same option."""
+    root, _, _ = setup
+    data = tmp_path / "data"
+    shutil.copytree(root, data, ignore=shutil.ignore_patterns("*.pt", "bert", "out", "c*", "from_*"))
+    shutil.copy(data / "test.tsv", data / "valid.tsv")
+    common = ["--vq-checkpoint", str(root / "vq.pt"), "--manifest-dir", str(data)]
+    assert featurize_main([*common, "--splits", "test,valid", "--dest", str(tmp_path / "both")]) == 0
+    assert capsys.readouterr().out.count("featurized 3 utterances") == 2
+    assert featurize_main([*common, "--split", "valid", "--dest", str(tmp_path / "one")]) == 0
+    for split in ("test", "valid"):
+        assert ((tmp_path / "both" / f"{split}.feats.npy").read_bytes()
+                == (tmp_path / "one" / "valid.feats.npy").read_bytes())
+        assert ((tmp_path / "both" / f"{split}.lengths").read_text()
+                == (tmp_path / "one" / "valid.lengths").read_text())
+
+
 def test_featurize_from_a_units_folder_equals_featurize_from_audio(setup, capsys):
     root, vq, lengths = setup
     units = root / "units"

@@ -77,16 +77,14 @@ upstream_inputs() {  # SYSTEM...: units (quantizers) and frozen BERT features of
   for system in "$@"; do
     case "$system" in
       gumbel|kmeans)
-        run python -m fairseq_vqw2v.cli.quantize --checkpoint "$LIBRI/vq/$system/checkpoint_best.pt" \
+        run python -m fairseq_vqw2v.cli.quantize --vq-checkpoint "$LIBRI/vq/$system/checkpoint_best.pt" \
           --manifest-dir "$DATA" --splits train,valid,test --dest "$WORK/units/$system" --report \
           --device cuda ;;
       *-bert-*)
         q=${system%%-bert-*}
-        for split in train valid test; do
-          run python -m fairseq_vqw2v.cli.featurize --vq-checkpoint "$LIBRI/vq/$q/checkpoint_best.pt" \
-            --bert-checkpoint "$LIBRI/bert/$q-${system##*-bert-}/checkpoint_best.pt" \
-            --manifest-dir "$DATA" --split "$split" --dest "$WORK/features/$system" --device cuda
-        done ;;
+        run python -m fairseq_vqw2v.cli.featurize --vq-checkpoint "$LIBRI/vq/$q/checkpoint_best.pt" \
+          --bert-checkpoint "$LIBRI/bert/$q-${system##*-bert-}/checkpoint_best.pt" \
+          --manifest-dir "$DATA" --splits train,valid,test --dest "$WORK/features/$system" --device cuda ;;
     esac
   done
 }

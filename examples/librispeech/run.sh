@@ -61,7 +61,7 @@ if wants quantize; then
   # one process per shard (one per GPU of this node), then the shards are joined
   for q in "${QUANTIZERS[@]}"; do
     for (( i = 0; i < SHARDS; i++ )); do
-      run python -m fairseq_vqw2v.cli.quantize --checkpoint "$WORK/vq/$q/checkpoint_best.pt" \
+      run python -m fairseq_vqw2v.cli.quantize --vq-checkpoint "$WORK/vq/$q/checkpoint_best.pt" \
         --manifest-dir "$DATA" --splits train,valid --dest "$WORK/units/$q" \
         --shard "$i" --num-shards "$SHARDS" --device "cuda:$(( i % GPUS ))" &
     done

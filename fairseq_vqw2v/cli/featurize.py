@@ -2,12 +2,15 @@
 ``--bert-checkpoint``) the vq-wav2vec aggregator output ``c`` (the paper's wav2vec row).
 
     python -m fairseq_vqw2v.cli.featurize --vq-checkpoint vq.pt [--bert-checkpoint bert.pt] \\
-        --manifest-dir data/manifests --split train --dest data/feats [--layers all] [--device cuda] [--bf16]
+        --manifest-dir data/manifests --splits train,valid,test --dest data/feats [--layers all] \\
+        [--device cuda] [--bf16]
     python -m fairseq_vqw2v.cli.featurize --units-dir units/ --bert-checkpoint bert.pt ...
 
 (the second: BERT on units already written by quantize, e.g. the log-mel k-means units)
 
-writes ``{split}.feats.npy`` (all utterances' frames concatenated, T_total x C, float16, a
+``--splits`` and ``--vq-checkpoint`` are quantize's names for the same things (``--split`` is the
+older spelling); the models load once for all the splits. For every split, writes
+``{split}.feats.npy`` (all utterances' frames concatenated, T_total x C, float16, a
 memory-mappable ``.npy``) and ``{split}.lengths`` (frames per utterance, one line per manifest
 line, same order), the format of :mod:`fairseq_vqw2v.data.feature_files`; the acoustic model
 reads them with ``--input bert|wav2vec --features DEST``. BERT features are the final
@@ -25,7 +28,7 @@ C 1024) 18.4 GB per hour.
 
 Sharding (e.g. one job per GPU or node): ``--shard i --num-shards n`` writes its part of the
 split into the folder ``{split}.shard{i}of{n}``; once all n have finished, ``--merge --num-shards
-n`` (same ``--split`` and ``--dest``) writes ``{split}.feats.npy`` and ``{split}.lengths`` byte for
+n`` (same ``--splits`` and ``--dest``) writes ``{split}.feats.npy`` and ``{split}.lengths`` byte for
 byte as a single job does and removes the parts. Shards take contiguous runs of the single job's
 length-sorted batches of the whole split instead of batching again, so every utterance is
 computed in the same padded batch: run all shards on the same inputs with the same
@@ -35,6 +38,7 @@ computed in the same padded batch: run all shards on the same inputs with the sa
 """
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -44,7 +48,7 @@ import torch
 from tqdm import tqdm
 
 from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run,
-               split_name)
+               split_names)
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
@@ -83,9 +87,9 @@ class AggregatorFeaturizer:
         return [c[b, :n] for b, n in enumerate(frames.tolist())]
 
 
-def _audio_batches(args, vq_model, task_cfg, featurizer):
+def _audio_batches(args, vq_model, task_cfg, featurizer, split):
     """(frames per utterance, the split's batches, batch -> features) computed from the audio."""
-    dataset = full_utterance_dataset(args.manifest_dir, args.split, task_cfg)
+    dataset = full_utterance_dataset(args.manifest_dir, split, task_cfg)
     lengths = vq_model.output_lengths(torch.as_tensor(dataset.sizes, dtype=torch.long)).tolist()
     max_samples = int(args.batch_size_seconds * dataset.sample_rate)
 
@@ -97,11 +101,11 @@ def _audio_batches(args, vq_model, task_cfg, featurizer):
     return lengths, length_batches(dataset.sizes, range(len(dataset)), max_samples), features
 
 
-def _unit_batches(args, featurizer):
+def _unit_batches(args, featurizer, split):
     """(frames per utterance, the split's batches, batch -> features) from a quantize folder's
     units."""
-    manifest = read_manifest(os.path.join(args.manifest_dir, f"{args.split}.tsv"))
-    units = UnitSource(args.units_dir, args.split, len(manifest.entries))
+    manifest = read_manifest(os.path.join(args.manifest_dir, f"{split}.tsv"))
+    units = UnitSource(args.units_dir, split, len(manifest.entries))
     lengths = units.frames.tolist()
     max_frames = int(args.batch_size_seconds * FRAME_RATE)
 
@@ -124,44 +128,55 @@ def _in_precision(features, args):
 
 
 def featurize(args) -> str:
-    start = time.time()
+    """Loads the models once and featurizes every split of ``--splits``; one summary line each."""
     if args.bert_checkpoint:
         featurizer = UnitBertFeaturizer.from_checkpoint(args.bert_checkpoint, args.layers, args.device)
         what = f"BERT layers {','.join(map(str, featurizer.layers))}"
         if args.units_dir:
-            lengths, batches, features = _unit_batches(args, featurizer)
+            split_batches = functools.partial(_unit_batches, args, featurizer)
             what += f" on the units of {args.units_dir}"
         else:
             vq_model, task_cfg = load_quantizer(args.vq_checkpoint, args.device)
-            lengths, batches, features = _audio_batches(args, vq_model, task_cfg, featurizer)
+            split_batches = functools.partial(_audio_batches, args, vq_model, task_cfg, featurizer)
     else:
         vq_model, task_cfg = load_vq_wav2vec(args.vq_checkpoint, args.device)
         featurizer = AggregatorFeaturizer(vq_model)
-        lengths, batches, features = _audio_batches(args, vq_model, task_cfg, featurizer)
+        split_batches = functools.partial(_audio_batches, args, vq_model, task_cfg, featurizer)
         what = "vq-wav2vec aggregator output c"
+    return "\n".join(_featurize_split(args, split, featurizer, split_batches(split), what)
+                     for split in args.splits)
+
+
+def _featurize_split(args, split, featurizer, split_batches, what) -> str:
+    """Writes one split's features (this job's shard of them); returns its summary line."""
+    start = time.time()
+    lengths, batches, features = split_batches
     batches, indices = shard_batches(batches, args.shard, args.num_shards)
     features = _in_precision(features, args)
     computed = zip(batches, map_batches(features, batches, args.device))
     if args.bert_checkpoint:
         computed = _checking_unknown_units(computed, featurizer, args)
-    with split_output(args.dest, args.split, args.shard, args.num_shards, indices,
+    with split_output(args.dest, split, args.shard, args.num_shards, indices,
                       len(lengths)) as folder:
-        write_features(folder, args.split, lengths, featurizer.frame_shape,
-                       tqdm(computed, total=len(batches), desc=f"featurize {args.split}",
+        write_features(folder, split, lengths, featurizer.frame_shape,
+                       tqdm(computed, total=len(batches), desc=f"featurize {split}",
                             unit="batch"), indices,
                        layers=featurizer.layers if len(featurizer.frame_shape) == 2 else None)
-    written = os.path.join(output_folder(args.dest, args.split, args.shard, args.num_shards),
-                           f"{args.split}.feats.npy")
-    return (f"featurized {len(indices)} utterances of {args.split} "
+    written = os.path.join(output_folder(args.dest, split, args.shard, args.num_shards),
+                           f"{split}.feats.npy")
+    return (f"featurized {len(indices)} utterances of {split} "
             f"({sum(lengths[i] for i in indices)} frames, "
             f"{' x '.join(map(str, featurizer.frame_shape))}-dim, {what}) -> "
             f"{written} in {time.time() - start:.1f} s")
 
 
 def merge(args) -> str:
-    feats_path, lengths = merge_feature_shards(args.dest, args.split, args.num_shards)
-    return (f"merged {args.num_shards} shards of {args.split}: {len(lengths)} utterances, "
-            f"{sum(lengths)} frames -> {feats_path}")
+    lines = []
+    for split in args.splits:
+        feats_path, lengths = merge_feature_shards(args.dest, split, args.num_shards)
+        lines.append(f"merged {args.num_shards} shards of {split}: {len(lengths)} utterances, "
+                     f"{sum(lengths)} frames -> {feats_path}")
+    return "\n".join(lines)
 
 
 def parse_args(argv=None):
@@ -174,7 +189,9 @@ def parse_args(argv=None):
                         help="unit_bert checkpoint (dict.txt beside it or in its data folder); "
                         "without it the features are the vq-wav2vec aggregator output c")
     parser.add_argument("--manifest-dir", help="folder with {split}.tsv")
-    parser.add_argument("--split", type=split_name, required=True)
+    parser.add_argument("--splits", "--split", dest="splits", type=split_names, required=True,
+                        help="comma-separated splits (quantize's name; --split is the older "
+                        "spelling)")
     parser.add_argument("--dest", required=True)
     parser.add_argument("--layers", "--layer", default="last",
                         help="BERT: the layers to output: last (default), N (0: the embeddings' "
@@ -190,6 +207,8 @@ def parse_args(argv=None):
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
     check_shard_arguments(parser, args)
+    if not args.splits:
+        parser.error("--splits names no split")
     if args.merge:
         return args
     if args.manifest_dir is None:

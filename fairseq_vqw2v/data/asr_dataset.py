@@ -51,7 +51,7 @@ class FeatureSource:
         if not os.path.exists(os.path.join(folder, f"{split}.lengths")):
             raise ManifestError(
                 f"{folder}/{split}.lengths: no features for split {split!r} "
-                f"(write them with python -m fairseq_vqw2v.cli.featurize --split {split})"
+                f"(write them with python -m fairseq_vqw2v.cli.featurize --splits {split})"
             )
         self.feats, self.offsets = feature_index(folder, split)
         if len(self.offsets) - 1 != expected:
