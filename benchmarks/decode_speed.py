@@ -22,7 +22,7 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.constants import FRAME_RATE
-from fairseq_vqw2v.data.manifest import words_to_letters
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.decoding import lm_build
 from fairseq_vqw2v.decoding.kenlm_decoder import KenLMLexiconDecoder
 from fairseq_vqw2v.decoding.config import BeamSearchConfig

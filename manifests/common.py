@@ -2,7 +2,7 @@
 
 A prep script only lists its utterances per split (:class:`Utterance`: audio file, labels, or a
 reason it is unusable, such as a missing transcript) and hands them to :func:`write_manifests`,
-which checks every audio file (:func:`fairseq_vqw2v.data.manifest.check_audio`, in a process pool
+which checks every audio file (:func:`fairseq_vqw2v.data.audio_checks.check_audio`, in a process pool
 when there are many), then either
 
 - stops at the first bad file with ``ManifestError("path: reason")`` before anything is written
@@ -29,19 +29,16 @@ import soundfile as sf
 from tqdm import tqdm
 
 from fairseq_vqw2v.constants import LARGE_ENCODER, SAMPLE_RATE
+from fairseq_vqw2v.data.audio_checks import check_audio, duration_summary
 from fairseq_vqw2v.data.manifest import (
     ManifestError,
-    check_audio,
     check_split_name,
     check_tsv_path,
-    duration_summary,
-    foreign_letters,
-    normalize_words,
-    receptive_field,
     split_files,
-    words_to_letters,
     write_files,
 )
+from fairseq_vqw2v.data.receptive_field import receptive_field
+from fairseq_vqw2v.data.text_norm import foreign_letters, normalize_words, words_to_letters
 from fairseq_vqw2v.data.text_files import decoding
 
 DEFAULT_MIN_SAMPLES = receptive_field(ast.literal_eval(LARGE_ENCODER))

@@ -52,7 +52,8 @@ from tqdm import tqdm
 
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.data.alignments import format_alignment
-from fairseq_vqw2v.data.manifest import words_to_letters, write_split
+from fairseq_vqw2v.data.manifest import write_split
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from manifests.synth_text import TextSourceError, load_sentences
 
 VOICES = ("kal16", "awb", "rms", "slt")

@@ -23,7 +23,8 @@ import argparse
 import os
 from typing import Dict, List, Optional
 
-from fairseq_vqw2v.data.manifest import ManifestError, normalize_words, words_to_letters
+from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.data.text_norm import normalize_words, words_to_letters
 from fairseq_vqw2v.data.phones import FOLD_61_TO_39, fold_timit_phones
 
 from .common import (

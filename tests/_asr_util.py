@@ -40,7 +40,7 @@ def sentence_audio(words, rng):
 def write_letter_corpus(root, splits=(("train", 24), ("valid", 6), ("test", 6)), seed=0):
     """``root/{split}.tsv`` + ``.wrd``/``.ltr``/``.phn`` for sentences of 2-4 words of
     :data:`WORDS`; the phones are the letters mapped onto TIMIT phone names. Returns sentences."""
-    from fairseq_vqw2v.data.manifest import words_to_letters
+    from fairseq_vqw2v.data.text_norm import words_to_letters
 
     phones = dict(zip("abcdef", ["ae", "b", "k", "d", "eh", "f"]))
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.checkpoint import fairseq_envelope
-from fairseq_vqw2v.data.manifest import words_to_letters
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.decoding import lm_build
 from fairseq_vqw2v.decoding.config import BeamSearchConfig
 from fairseq_vqw2v.decoding.lexicon import write_lexicon

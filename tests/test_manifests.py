@@ -12,16 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from fairseq_vqw2v.constants import SAMPLE_RATE
-from fairseq_vqw2v.data.manifest import (
-    REASONS,
-    ManifestError,
-    check_audio,
-    normalize_words,
-    read_manifest,
-    receptive_field,
-    words_to_letters,
-    write_split,
-)
+from fairseq_vqw2v.data.audio_checks import REASONS, check_audio
+from fairseq_vqw2v.data.manifest import ManifestError, read_manifest, write_split
+from fairseq_vqw2v.data.receptive_field import receptive_field
+from fairseq_vqw2v.data.text_norm import normalize_words, words_to_letters
 from manifests import audio_folder
 from manifests.common import DEFAULT_MIN_SAMPLES, skip_summary
 

@@ -5,7 +5,8 @@ import os
 import fairseq
 import pytest
 
-from fairseq_vqw2v.data.manifest import read_manifest, words_to_letters
+from fairseq_vqw2v.data.manifest import read_manifest
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.data.phones import FOLD_61_TO_39, TIMIT_39, TIMIT_61, fold_timit_phones
 from manifests import librispeech, timit, wsj
 from manifests.wsj import clean_wsj_transcript

@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from fairseq_vqw2v.data.manifest import normalize_words, read_manifest
+from fairseq_vqw2v.data.manifest import read_manifest
+from fairseq_vqw2v.data.text_norm import normalize_words
 from manifests import audio_folder, common, timit, wsj
 
 from _manifests_util import run, write_audio

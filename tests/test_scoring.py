@@ -2,7 +2,7 @@
 
 import pytest
 
-from fairseq_vqw2v.data.manifest import words_to_letters
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.decoding.scoring import ErrorRates, letters_to_words, score
 from fairseq_vqw2v.decoding.tuning import format_table, grid, random_points, search
 

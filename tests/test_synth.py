@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from fairseq_vqw2v.constants import SAMPLE_RATE
-from fairseq_vqw2v.data.manifest import read_manifest, words_to_letters
+from fairseq_vqw2v.data.manifest import read_manifest
+from fairseq_vqw2v.data.text_norm import words_to_letters
 from manifests import synth
 from manifests.synth_text import load_sentences, normalize, split_sentences
 

@@ -42,7 +42,7 @@ from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, ma
                split_names)
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches, shard_batches
-from ..data.manifest import duration_summary
+from ..data.audio_checks import duration_summary
 from ..data.shards import shard_suffix, split_output
 from ..data.staged_output import staged_folder
 from ..data.unit_files import codes_to_tokens, merge_unit_shards, write_dictionary, write_unit_lines

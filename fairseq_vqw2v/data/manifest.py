@@ -20,13 +20,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from fairseq_vqw2v.data.text_files import decoding
 from fairseq_vqw2v.errors import InputError
 
-# re-exported: manifests/ scripts, tests and other modules import these from here
-from fairseq_vqw2v.data.audio_checks import REASONS, check_audio, duration_summary  # noqa: F401
-from fairseq_vqw2v.data.receptive_field import receptive_field  # noqa: F401
-from fairseq_vqw2v.data.text_norm import (  # noqa: F401
-    foreign_letters, normalize_words, transliterate, words_to_letters,
-)
-
 
 class ManifestError(InputError):
     """Bad manifest, label or audio input; the message starts with the file (and line) at fault."""

@@ -18,7 +18,7 @@ from typing import Iterable, List, Optional, Tuple
 
 from fairseq.data import Dictionary
 
-from fairseq_vqw2v.data.manifest import normalize_words, words_to_letters
+from fairseq_vqw2v.data.text_norm import normalize_words, words_to_letters
 from fairseq_vqw2v.data.text_files import decoding
 from fairseq_vqw2v.decoding.lexicon import spell, unknown_labels
 

@@ -50,7 +50,8 @@ def parse_set(items, preset):
 
 def corpus_summary(corpus: str) -> dict:
     """Corpus facts for the tables: folder, hours per split, and the generator's parameters."""
-    from ..data.manifest import duration_summary, read_manifest
+    from ..data.audio_checks import duration_summary
+    from ..data.manifest import read_manifest
 
     facts = {"folder": corpus}
     for split in ("train", "valid", "test"):
