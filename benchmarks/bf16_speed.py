@@ -26,9 +26,9 @@ import torch
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(BENCHMARKS), os.path.join(os.path.dirname(BENCHMARKS), "tests")]
 
-from _asr_util import USER_DIR, train_args, write_letter_corpus  # noqa: E402
+from _asr_util import train_args, write_letter_corpus  # noqa: E402
 from _bert_util import write_unit_corpus  # noqa: E402
-from _pretraining_util import pretrain_args, write_corpus  # noqa: E402
+from _pretraining_util import USER_DIR, pretrain_args, write_corpus  # noqa: E402
 from _train_util import build_trainer, train  # noqa: E402
 from am_throughput import cpu_model, write_upstreams  # noqa: E402
 from fairseq_vqw2v.cli.featurize import main as featurize_main  # noqa: E402
@@ -45,7 +45,7 @@ def trainings(tmp: Path, vq: str, bert: str):
                  "--tokens-per-sample", "128", "--optimizer", "adam", "--lr", "1e-4",
                  "--max-tokens", "4096", "--cpu", "--num-workers", "0"]
     write_letter_corpus(str(tmp / "letters"))
-    asr = [*train_args(tmp / "letters", tmp / "am", 100)[1:], "--user-dir", USER_DIR, "--cpu"]
+    asr = [*train_args(tmp / "letters", tmp / "am", 100), "--user-dir", USER_DIR, "--cpu"]
     upstreams = ["--upstream", vq, "--bert", bert]
     return [
         ("vqw2v_pretraining vq_wav2vec_tiny", pretraining),

@@ -2,14 +2,12 @@
 upstream checkpoints (vq_wav2vec, unit_bert) saved in fairseq's checkpoint layout."""
 
 import os
-import subprocess
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from _checkpoint_util import save_vq_checkpoint
-from _pretraining_util import BIN, USER_DIR
 from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.interop.roberta import unit_bert_checkpoint
 from fairseq_vqw2v.models.unit_bert import UnitBertConfig, UnitBertModel
@@ -99,15 +97,9 @@ def corpus_with_upstreams(root, splits):
     return root, vq, bert
 
 
-def fairseq(tool, *args, timeout=600):
-    """Runs ``fairseq-train``/``fairseq-generate`` with the plugin; returns the CompletedProcess."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [os.path.join(BIN, f"fairseq-{tool}"), *map(str, args), "--user-dir", USER_DIR, "--cpu"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
 def train_args(data, save_dir, max_update, *extra):
-    return ["train", data, "--task", "vqw2v_asr", "--arch", "w2l_ctc_tiny", "--criterion", "ctc_asr",
+    """fairseq-train's arguments (without ``--user-dir`` and ``--cpu``) for a tiny letter AM."""
+    return [data, "--task", "vqw2v_asr", "--arch", "w2l_ctc_tiny", "--criterion", "ctc_asr",
             "--num-workers", "0", "--seed", "1", "--optimizer", "adam", "--lr", "3e-3",
             "--max-tokens", "4000", "--max-update", max_update, "--save-dir", save_dir,
             "--no-epoch-checkpoints", "--log-format", "json", "--log-interval", "1", *extra]

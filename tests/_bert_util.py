@@ -21,3 +21,13 @@ def write_unit_corpus(folder, splits=(("train", 120), ("valid", 16)), seed=0):
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
     (folder / "dict.txt").write_text("".join(f"{tok} {c}\n" for tok, c in ranked))
     return folder
+
+
+def unit_mlm_args(data, save_dir, max_update):
+    """fairseq-train's arguments (without ``--user-dir`` and ``--cpu``) for a tiny unit_bert that
+    learns :func:`write_unit_corpus`'s pattern, validated each epoch."""
+    return [data, "--task", "unit_mlm", "--arch", "unit_bert_tiny", "--criterion", "span_mlm",
+            "--tokens-per-sample", "64", "--optimizer", "adam", "--lr", "2e-3",
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "5", "--max-tokens", "3000",
+            "--max-update", max_update, "--save-dir", save_dir, "--no-epoch-checkpoints",
+            "--log-format", "simple", "--log-interval", "5", "--seed", "2", "--num-workers", "0"]

@@ -2,8 +2,6 @@
 lists them (at the project's own sample rate, ``fairseq_vqw2v.constants.SAMPLE_RATE``), and the
 one way the tests run fairseq's binaries."""
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import soundfile as sf
 
 from fairseq_vqw2v.constants import SAMPLE_RATE
 
-from _pretraining_util import BIN, USER_DIR
+from _fairseq_cli import run_fairseq
 
 
 def _write_manifest(root, waveforms, split="test", prefix="", counts=None, sample_rate=SAMPLE_RATE):
@@ -48,21 +46,8 @@ def noise():
     return _noise
 
 
-def run_fairseq(tool, *args, plugin=True, threads=1, timeout=600, env=None):
-    """Runs fairseq's ``fairseq-{tool}`` binary (train, generate, preprocess, ...) of this
-    interpreter's environment on CPU, with ``--user-dir`` this plugin unless ``plugin`` is
-    false, ``threads`` torch threads and fairseq's warnings off; ``env`` adds variables. Returns
-    the ``CompletedProcess`` (text output captured): a test checks ``returncode`` itself, as
-    some expect a failure."""
-    cmd = [os.path.join(BIN, f"fairseq-{tool}"), *map(str, args), "--cpu"]
-    if plugin:
-        cmd += ["--user-dir", USER_DIR]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore", **(env or {}))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
 @pytest.fixture(scope="session")
 def fairseq_cli():
-    """``fairseq_cli(tool, *args, plugin=True, threads=1, timeout=600, env=None)``: see
-    :func:`run_fairseq`."""
+    """``fairseq_cli(tool, *args, plugin=True, cpu=True, threads=1, timeout=600, env=None)``: see
+    :func:`_fairseq_cli.run_fairseq`."""
     return run_fairseq

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from _asr_util import BIN, fairseq, train_args, write_letter_corpus, write_upstreams
+from _asr_util import train_args, write_letter_corpus, write_upstreams
 from _pretraining_util import train_losses
 from fairseq_vqw2v.checkpoint import load_fairseq_checkpoint
 
@@ -19,10 +19,10 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def logmel_am(corpus):
+def logmel_am(corpus, fairseq_cli):
     """A log-mel letter AM trained for 60 updates (shared by the decoding tests)."""
     root, _, _ = corpus
-    out = fairseq(*train_args(root / "data", root / "am_logmel", 60, "--input", "logmel"))
+    out = fairseq_cli("train", *train_args(root / "data", root / "am_logmel", 60, "--input", "logmel"))
     assert out.returncode == 0, out.stderr[-3000:]
     return root / "am_logmel" / "checkpoint_last.pt", train_losses(out.stdout)
 
@@ -52,10 +52,11 @@ def test_logmel_am_learns(logmel_am):
     ("bert", []),
     ("bert", ["--finetune-upstream", "--freeze-upstream-updates", "5"]),
 ])
-def test_upstream_input_kinds_train_and_record_their_upstream(corpus, kind, extra):
+def test_upstream_input_kinds_train_and_record_their_upstream(corpus, kind, extra, fairseq_cli):
     root, vq, bert = corpus
     save = root / f"am_{kind}_{len(extra)}"
-    out = fairseq(*train_args(root / "data", save, 30, "--input", kind, "--upstream", vq, "--bert", bert, *extra))
+    out = fairseq_cli("train", *train_args(root / "data", save, 30, "--input", kind, "--upstream", vq,
+                                           "--bert", bert, *extra))
     assert out.returncode == 0, out.stderr[-3000:]
     stats = train_losses(out.stdout)
     assert float(stats[30]["loss"]) < float(stats[1]["loss"])
@@ -67,13 +68,14 @@ def test_upstream_input_kinds_train_and_record_their_upstream(corpus, kind, extr
     assert any(k.startswith("frontend.bert.") for k in state["model"]) == bool(extra)
 
 
-def test_generate_viterbi_scores_and_is_batch_invariant(corpus, logmel_am):
+def test_generate_viterbi_scores_and_is_batch_invariant(corpus, logmel_am, fairseq_cli):
     root, _, _ = corpus
     am, _ = logmel_am
     runs = []
     for batch in (1, 4):
-        out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
-                      "--batch-size", batch, "--post-process", "letter", "--results-path", root / f"res{batch}")
+        out = fairseq_cli("generate", root / "data", "--task", "vqw2v_asr", "--path", am,
+                          "--gen-subset", "test", "--batch-size", batch, "--post-process", "letter",
+                          "--results-path", root / f"res{batch}")
         assert out.returncode == 0, out.stderr[-3000:]
         text = (root / f"res{batch}" / "generate-test.txt").read_text()
         runs.append((hypotheses(text), summary(out.stdout + out.stderr)))
@@ -85,25 +87,25 @@ def test_generate_viterbi_scores_and_is_batch_invariant(corpus, logmel_am):
         assert h1[i][0] == pytest.approx(h4[i][0], rel=1e-5)
 
 
-def test_decoding_refuses_a_different_upstream(corpus):
+def test_decoding_refuses_a_different_upstream(corpus, fairseq_cli):
     root, vq, bert = corpus
     save = root / "am_wav2vec_0"
     if not (save / "checkpoint_last.pt").exists():
         pytest.skip("needs the wav2vec AM of test_upstream_input_kinds_train_and_record_their_upstream")
     other = root / "other_vq.pt"
     other.write_bytes(open(vq, "rb").read() + b"\0")
-    out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", save / "checkpoint_last.pt",
-                  "--gen-subset", "test", "--batch-size", 4, "--upstream", other)
+    out = fairseq_cli("generate", root / "data", "--task", "vqw2v_asr", "--path", save / "checkpoint_last.pt",
+                      "--gen-subset", "test", "--batch-size", 4, "--upstream", other)
     assert out.returncode != 0
     assert f"--upstream {other}: this file" in out.stderr
     assert "is not the checkpoint the acoustic model was trained on" in out.stderr
 
 
-def test_training_resumes_from_its_last_checkpoint(corpus):
+def test_training_resumes_from_its_last_checkpoint(corpus, fairseq_cli):
     root, _, _ = corpus
-    whole = fairseq(*train_args(root / "data", root / "resume_whole", 12, "--input", "logmel"))
-    first = fairseq(*train_args(root / "data", root / "resume_parts", 7, "--input", "logmel"))
-    rest = fairseq(*train_args(root / "data", root / "resume_parts", 12, "--input", "logmel"))
+    whole = fairseq_cli("train", *train_args(root / "data", root / "resume_whole", 12, "--input", "logmel"))
+    first = fairseq_cli("train", *train_args(root / "data", root / "resume_parts", 7, "--input", "logmel"))
+    rest = fairseq_cli("train", *train_args(root / "data", root / "resume_parts", 12, "--input", "logmel"))
     for out in (whole, first, rest):
         assert out.returncode == 0, out.stderr[-3000:]
     resumed = train_losses(rest.stdout)
@@ -126,14 +128,14 @@ def lm(corpus):
     return lm_dir
 
 
-def generate(root, am, split, *flags):
-    out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", split,
-                  "--batch-size", 4, *flags)
+def generate(fairseq_cli, root, am, split, *flags):
+    out = fairseq_cli("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", split,
+                      "--batch-size", 4, *flags)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
 
-def test_generate_with_kenlm_and_char_lm(corpus, logmel_am, lm):
+def test_generate_with_kenlm_and_char_lm(corpus, logmel_am, lm, fairseq_cli):
     root, _, _ = corpus
     am, _ = logmel_am
     lexicon_words = {line.split("\t")[0] for line in (lm / "lexicon.txt").read_text().splitlines()}
@@ -142,7 +144,8 @@ def test_generate_with_kenlm_and_char_lm(corpus, logmel_am, lm):
         "charlm": ["--decoder", "charlm", "--charlm-type", "kenlm", "--decoder-lm", lm / "char" / "charlm.bin"],
     }
     for name, flags in decoders.items():
-        out = generate(root, am, "test", "--post-process", "letter", "--beam", 20, "--lm-weight", 1.0, *flags)
+        out = generate(fairseq_cli, root, am, "test", "--post-process", "letter", "--beam", 20,
+                       "--lm-weight", 1.0, *flags)
         n, rates = summary(out.stdout + out.stderr)
         assert n == 6 and rates.startswith("WER "), name
         if name == "kenlm":
@@ -150,7 +153,7 @@ def test_generate_with_kenlm_and_char_lm(corpus, logmel_am, lm):
                 assert set(hyp.split()) <= lexicon_words
 
 
-def test_tune_finds_the_setting_that_generate_then_reproduces(corpus, logmel_am, lm):
+def test_tune_finds_the_setting_that_generate_then_reproduces(corpus, logmel_am, lm, fairseq_cli):
     import json
 
     from fairseq_vqw2v.cli.tune import main as tune_main
@@ -163,12 +166,13 @@ def test_tune_finds_the_setting_that_generate_then_reproduces(corpus, logmel_am,
                       "--lm-weights=0,1,3", "--word-scores=-1,1", "--out", str(best), *map(str, flags)]) == 0
     setting = json.loads(best.read_text())
     assert setting["points"] == 6 and setting["lm_weight"] in (0, 1, 3) and setting["word_score"] in (-1, 1)
-    out = generate(root, am, "valid", "--decoder", "kenlm", "--beam", 20, "--decoder-settings", best, *flags)
+    out = generate(fairseq_cli, root, am, "valid", "--decoder", "kenlm", "--beam", 20,
+                   "--decoder-settings", best, *flags)
     _, rates = summary(out.stdout + out.stderr)
     assert rates.startswith(f"WER {setting['wer']:.2f} ")
 
 
-def test_score_cli_tables_generate_outputs(corpus, logmel_am, lm):
+def test_score_cli_tables_generate_outputs(corpus, logmel_am, lm, fairseq_cli):
     from fairseq_vqw2v.cli.score import main as score_main
 
     root, _, _ = corpus
@@ -177,8 +181,8 @@ def test_score_cli_tables_generate_outputs(corpus, logmel_am, lm):
     summaries = {}
     for decoder, flags in (("viterbi", []), ("kenlm", ["--lexicon", lm / "lexicon.txt", "--decoder-lm", lm / "lm.bin"])):
         for split in ("valid", "test"):
-            out = generate(root, am, split, "--decoder", decoder, "--lm-weight", 1, "--beam", 20,
-                           "--results-path", results / "logmel" / decoder, *flags)
+            out = generate(fairseq_cli, root, am, split, "--decoder", decoder, "--lm-weight", 1,
+                           "--beam", 20, "--results-path", results / "logmel" / decoder, *flags)
             summaries[decoder, split] = summary(out.stdout + out.stderr)[1]
     assert score_main([str(results)]) == 0
     table = (results / "table.md").read_text().splitlines()
@@ -192,43 +196,43 @@ def test_score_cli_tables_generate_outputs(corpus, logmel_am, lm):
 
 
 @pytest.mark.slow
-def test_generate_with_a_char_convlm_trained_by_stock_fairseq(corpus, logmel_am, lm):
+def test_generate_with_a_char_convlm_trained_by_stock_fairseq(corpus, logmel_am, lm, fairseq_cli):
     """The paper's char ConvLM path as a user runs it: charlm-data, fairseq-preprocess, stock
     fairseq-train --task language_modeling --arch fconv_lm, then decoding with it."""
-    import subprocess
-
     root, _, _ = corpus
     am, _ = logmel_am
     char = lm / "char"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    prep = subprocess.run([os.path.join(BIN, "fairseq-preprocess"), "--only-source", "--trainpref",
-                           char / "train.txt", "--validpref", char / "train.txt", "--srcdict", char / "dict.txt",
-                           "--destdir", char / "bin", "--workers", "1"], capture_output=True, text=True, env=env)
+    prep = fairseq_cli("preprocess", "--only-source", "--trainpref", char / "train.txt", "--validpref",
+                       char / "train.txt", "--srcdict", char / "dict.txt", "--destdir", char / "bin",
+                       "--workers", "1", plugin=False)
     assert prep.returncode == 0, prep.stderr[-2000:]
-    train = subprocess.run([os.path.join(BIN, "fairseq-train"), char / "bin", "--task", "language_modeling",
-                            "--arch", "fconv_lm", "--decoder-layers", "[(64, 3)] * 3", "--decoder-embed-dim", "32",
-                            "--decoder-out-embed-dim", "32", "--tokens-per-sample", "128", "--sample-break-mode",
-                            "eos", "--max-tokens", "2048", "--optimizer", "adam", "--lr", "1e-3", "--max-update", "30",
-                            "--save-dir", char / "ckpt", "--no-epoch-checkpoints", "--cpu", "--num-workers", "0"],
-                           capture_output=True, text=True, env=env)
+    train = fairseq_cli("train", char / "bin", "--task", "language_modeling", "--arch", "fconv_lm",
+                        "--decoder-layers", "[(64, 3)] * 3", "--decoder-embed-dim", "32",
+                        "--decoder-out-embed-dim", "32", "--tokens-per-sample", "128",
+                        "--sample-break-mode", "eos", "--max-tokens", "2048", "--optimizer", "adam",
+                        "--lr", "1e-3", "--max-update", "30", "--save-dir", char / "ckpt",
+                        "--no-epoch-checkpoints", "--num-workers", "0", plugin=False)
     assert train.returncode == 0, train.stderr[-2000:]
     for lexicon in ([], ["--lexicon", lm / "lexicon.txt"]):
-        out = generate(root, am, "test", "--decoder", "charlm", "--charlm-type", "fconv", "--decoder-lm",
-                       char / "ckpt" / "checkpoint_last.pt", "--beam", 10, "--lm-weight", 0.5, *lexicon)
+        out = generate(fairseq_cli, root, am, "test", "--decoder", "charlm", "--charlm-type", "fconv",
+                       "--decoder-lm", char / "ckpt" / "checkpoint_last.pt", "--beam", 10,
+                       "--lm-weight", 0.5, *lexicon)
         n, rates = summary(out.stdout + out.stderr)
         assert n == 6 and rates.startswith("WER ")
 
 
-def test_truncated_last_checkpoint_names_the_intact_one(corpus):
+def test_truncated_last_checkpoint_names_the_intact_one(corpus, fairseq_cli):
     """A run killed while saving leaves a cut-off checkpoint_last.pt: the restart names it and the
     newest intact checkpoint instead of failing deep in torch.load."""
     root, _, _ = corpus
     save = root / "truncated"
-    out = fairseq(*train_args(root / "data", save, 4, "--input", "logmel", "--save-interval-updates", "2"))
+    out = fairseq_cli("train", *train_args(root / "data", save, 4, "--input", "logmel",
+                                           "--save-interval-updates", "2"))
     assert out.returncode == 0, out.stderr[-3000:]
     last = save / "checkpoint_last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    out = fairseq(*train_args(root / "data", save, 6, "--input", "logmel", "--save-interval-updates", "2"))
+    out = fairseq_cli("train", *train_args(root / "data", save, 6, "--input", "logmel",
+                                           "--save-interval-updates", "2"))
     assert out.returncode != 0
     assert f"{last}: truncated checkpoint" in out.stderr
     intact = re.search(r"--restore-file (\S+)", out.stderr)[1]
@@ -236,10 +240,10 @@ def test_truncated_last_checkpoint_names_the_intact_one(corpus):
     assert load_fairseq_checkpoint(intact)["optimizer_history"][-1]["num_updates"] > 0
 
 
-def test_decoding_with_other_labels_is_refused(corpus, logmel_am):
+def test_decoding_with_other_labels_is_refused(corpus, logmel_am, fairseq_cli):
     root, _, _ = corpus
     am, _ = logmel_am
-    out = fairseq("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
-                  "--batch-size", 4, "--labels", "phn")
+    out = fairseq_cli("generate", root / "data", "--task", "vqw2v_asr", "--path", am, "--gen-subset", "test",
+                      "--batch-size", 4, "--labels", "phn")
     assert out.returncode != 0
     assert "the acoustic model was trained on --labels ltr: decode it with --labels ltr" in out.stderr

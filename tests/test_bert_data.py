@@ -1,8 +1,5 @@
 """Unit files, fairseq binarized units, and the span-masked unit dataset."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -56,14 +53,12 @@ def test_unknown_units_become_unk_and_malformed_lines_name_file_and_line(tmp_pat
         load_units(str(tmp_path), "valid", d)
 
 
-def test_binarized_units_equal_src_units(units, tmp_path):
+def test_binarized_units_equal_src_units(units, tmp_path, fairseq_cli):
     folder, lines = units
-    subprocess.run(
-        [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source",
-         "--srcdict", str(folder / "dict.txt"), "--trainpref", str(folder / "train.src"),
-         "--destdir", str(tmp_path / "bin"), "--workers", "1"],
-        check=True, capture_output=True,
-    )
+    done = fairseq_cli("preprocess", "--only-source", "--srcdict", folder / "dict.txt",
+                       "--trainpref", folder / "train.src", "--destdir", tmp_path / "bin",
+                       "--workers", "1", plugin=False, threads=None)
+    assert done.returncode == 0, done.stderr[-3000:]
     (tmp_path / "bin" / "dict.txt").write_text((folder / "dict.txt").read_text())
     d = Dictionary.load(str(folder / "dict.txt"))
     from_src = load_units(str(folder), "train", d)

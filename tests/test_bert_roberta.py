@@ -1,8 +1,5 @@
 """fairseq roberta (masked_lm, trained by fairseq's own binaries) -> unit_bert conversion parity."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -17,26 +14,24 @@ from fairseq_vqw2v.models.unit_bert import load_unit_bert
 from _bert_util import write_unit_corpus
 
 
-def _fairseq(tool, *args):
-    subprocess.run([sys.executable, "-m", f"fairseq_cli.{tool}", *map(str, args)],
-                   check=True, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
-def roberta(tmp_path_factory):
+def roberta(tmp_path_factory, fairseq_cli):
     """A 2-layer roberta trained for two updates by fairseq-train --task masked_lm."""
     root = tmp_path_factory.mktemp("roberta")
     units = write_unit_corpus(root / "units")
-    _fairseq("preprocess", "--only-source", "--srcdict", units / "dict.txt",
-             "--trainpref", units / "train.src", "--validpref", units / "valid.src",
-             "--destdir", root / "bin", "--workers", "1")
-    _fairseq("train", root / "bin", "--task", "masked_lm", "--arch", "roberta_base",
-             "--criterion", "masked_lm", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-             "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4",
-             "--max-positions", "128", "--tokens-per-sample", "128", "--sample-break-mode", "eos",
-             "--mask-prob", "0.5", "--mask-multiple-length", "10",
-             "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2", "--max-tokens", "2000",
-             "--cpu", "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--seed", "3")
+    prep = fairseq_cli("preprocess", "--only-source", "--srcdict", units / "dict.txt",
+                       "--trainpref", units / "train.src", "--validpref", units / "valid.src",
+                       "--destdir", root / "bin", "--workers", "1", plugin=False, threads=None)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    train = fairseq_cli("train", root / "bin", "--task", "masked_lm", "--arch", "roberta_base",
+                        "--criterion", "masked_lm", "--encoder-layers", "2", "--encoder-embed-dim", "64",
+                        "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4",
+                        "--max-positions", "128", "--tokens-per-sample", "128",
+                        "--sample-break-mode", "eos", "--mask-prob", "0.5", "--mask-multiple-length", "10",
+                        "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2", "--max-tokens", "2000",
+                        "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--seed", "3",
+                        plugin=False, threads=None)
+    assert train.returncode == 0, train.stderr[-3000:]
     return root
 
 

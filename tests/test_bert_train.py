@@ -2,12 +2,10 @@
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _bert_util import write_unit_corpus
+from _bert_util import unit_mlm_args, write_unit_corpus
 from _train_util import build_trainer
 
 import fairseq_vqw2v
@@ -16,26 +14,17 @@ from fairseq_vqw2v.models.unit_bert import load_unit_bert
 USER_DIR = Path(fairseq_vqw2v.__file__).parent
 
 
-def _train(data, save_dir, max_update):
-    result = subprocess.run(
-        [sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", str(USER_DIR),
-         "--task", "unit_mlm", "--arch", "unit_bert_tiny", "--criterion", "span_mlm",
-         "--tokens-per-sample", "64", "--optimizer", "adam", "--lr", "2e-3",
-         "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "5", "--max-tokens", "3000",
-         "--max-update", str(max_update), "--cpu", "--save-dir", str(save_dir),
-         "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "5",
-         "--seed", "2", "--num-workers", "0"],
-        capture_output=True, text=True,
-    )
+def _train(fairseq_cli, data, save_dir, max_update):
+    result = fairseq_cli("train", *unit_mlm_args(data, save_dir, max_update), threads=None)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     return log
 
 
 @pytest.mark.slow  # two fairseq-train runs: 15 s alone, over a minute on a busy 2-core machine
-def test_loss_decreases_and_training_resumes(tmp_path):
+def test_loss_decreases_and_training_resumes(tmp_path, fairseq_cli):
     data = write_unit_corpus(tmp_path / "units")
-    log = _train(data, tmp_path / "ckpt", 30)
+    log = _train(fairseq_cli, data, tmp_path / "ckpt", 30)
     losses = [float(x) for x in re.findall(r"train_inner \|.*?loss=([\d.]+)", log)]
     valid = [float(x) for x in re.findall(r"valid on 'valid' subset \| loss ([\d.]+)", log)]
     accuracy = [float(x) for x in re.findall(r"valid on 'valid' subset \|.*?accuracy ([\d.]+)", log)]
@@ -47,7 +36,7 @@ def test_loss_decreases_and_training_resumes(tmp_path):
     model, dictionary = load_unit_bert(str(tmp_path / "ckpt" / "checkpoint_last.pt"))
     assert len(model.encoder.layers) == 2 and dictionary.index("<mask>") == len(dictionary) - 1
 
-    log = _train(data, tmp_path / "ckpt", 40)
+    log = _train(fairseq_cli, data, tmp_path / "ckpt", 40)
     assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 30 updates\)", log)
     assert re.search(r"num_updates 40\b", log)
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from _asr_util import USER_DIR, train_args, write_letter_corpus, write_upstreams
+from _asr_util import train_args, write_letter_corpus, write_upstreams
 from _bert_util import write_unit_corpus
-from _pretraining_util import pretrain_args, write_corpus
+from _pretraining_util import USER_DIR, pretrain_args, write_corpus
 from _train_util import batches, build_trainer, train
 from fairseq.utils import apply_to_sample
 from fairseq_vqw2v.precision import bf16_available, bf16_missing, cpu_bf16_missing
@@ -73,12 +73,12 @@ def asr(tmp_path, asr_corpus):
     # BERT features of the units of the vq-wav2vec upstream: all three models run in the forward
     root, vq, bert = asr_corpus
     return [*train_args(root / "data", tmp_path / "save", 10, "--input", "bert", "--upstream",
-                        vq, "--bert", bert)[1:], "--user-dir", USER_DIR, "--cpu"]
+                        vq, "--bert", bert), "--user-dir", USER_DIR, "--cpu"]
 
 
 def asr_logmel(tmp_path, asr_corpus):
     root = asr_corpus[0]
-    return [*train_args(root / "data", tmp_path / "save", 10, "--input", "logmel")[1:],
+    return [*train_args(root / "data", tmp_path / "save", 10, "--input", "logmel"),
             "--user-dir", USER_DIR, "--cpu"]
 
 

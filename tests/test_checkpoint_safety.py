@@ -8,7 +8,6 @@ go on and succeed): every loader must refuse it, name the file and field, and le
 import argparse
 import dataclasses
 import os
-import subprocess
 
 import pytest
 import torch
@@ -30,8 +29,6 @@ from fairseq_vqw2v.errors import TRACEBACK_VARIABLE
 from fairseq_vqw2v.models.unit_bert import UnitBertModel
 from fairseq_vqw2v.models.vq_wav2vec import VqWav2VecModel, arch_config
 from fairseq_vqw2v.modules.layer_lists import WAV2VEC_LAYER_FIELDS
-
-from _pretraining_util import BIN, USER_DIR
 
 TINY_LAYERS = "[(16, 10, 5), (16, 8, 4)]"
 
@@ -132,31 +129,27 @@ def test_crafted_legacy_args_checkpoint_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def generate(checkpoint, data, traceback=False):
-    cmd = [os.path.join(BIN, "fairseq-generate"), str(data), "--user-dir", USER_DIR,
-           "--task", "vqw2v_pretraining", "--path", checkpoint, "--gen-subset", "valid",
-           "--batch-size", "1", "--cpu"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.pop(TRACEBACK_VARIABLE, None)
-    if traceback:
-        env[TRACEBACK_VARIABLE] = "1"
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+def generate(fairseq_cli, checkpoint, data, traceback=False):
+    # empty counts as unset: the traceback only when asked for, whatever the calling shell sets
+    return fairseq_cli("generate", data, "--task", "vqw2v_pretraining", "--path", checkpoint,
+                       "--gen-subset", "valid", "--batch-size", "1", timeout=120,
+                       env={TRACEBACK_VARIABLE: "1" if traceback else ""})
 
 
-def test_fairseq_generate_refuses_crafted_vq_wav2vec_checkpoint(tmp_path):
+def test_fairseq_generate_refuses_crafted_vq_wav2vec_checkpoint(tmp_path, fairseq_cli):
     marker = tmp_path / "MARKER"
     path = vq_checkpoint(tmp_path / "crafted.pt", tmp_path, conv_feature_layers=payload(marker))
-    done = generate(path, tmp_path)
+    done = generate(fairseq_cli, path, tmp_path)
     assert done.returncode != 0
     assert "conv_feature_layers is not a literal layer list" in done.stderr, done.stderr[-2000:]
     assert not marker.exists()
 
 
-def test_fairseq_generate_refuses_crafted_fairseq_wav2vec_checkpoint(tmp_path):
+def test_fairseq_generate_refuses_crafted_fairseq_wav2vec_checkpoint(tmp_path, fairseq_cli):
     marker = tmp_path / "MARKER"
     path = wav2vec_checkpoint(tmp_path / "crafted.pt", tmp_path,
                               conv_feature_layers=payload(marker))
-    done = generate(path, tmp_path)
+    done = generate(fairseq_cli, path, tmp_path)
     assert done.returncode != 0 and not marker.exists()
 
 
@@ -209,16 +202,16 @@ def test_non_checkpoints_get_one_clear_error(tmp_path, capsys, kind):
 
 
 @pytest.mark.parametrize("kind", ["empty", "text"])
-def test_fairseq_generate_path_names_a_non_checkpoint_in_one_line(tmp_path, kind):
+def test_fairseq_generate_path_names_a_non_checkpoint_in_one_line(tmp_path, kind, fairseq_cli):
     write, message = NOT_CHECKPOINTS[kind]
     path = tmp_path / "model.pt"
     write(path)
-    done = generate(str(path), tmp_path)
+    done = generate(fairseq_cli, str(path), tmp_path)
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith(f"error: {path}: {message}")
     assert "Traceback" not in done.stderr and "weights_only" not in done.stderr
     if kind == "text":  # the traceback on request
-        done = generate(str(path), tmp_path, traceback=True)
+        done = generate(fairseq_cli, str(path), tmp_path, traceback=True)
         assert "Traceback" in done.stderr and f"CheckpointError: {path}: {message}" in done.stderr
 
 

@@ -1,8 +1,5 @@
 """fairseq's reference ``wav2vec`` trained by ``fairseq-train`` -> converted -> same numbers."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -38,15 +35,13 @@ def _tones(count=4):
             .astype(np.float32) for i in range(count)]
 
 
-def _train_reference(data, save_dir, vq_type):
-    cmd = [
-        sys.executable, "-m", "fairseq_cli.train", str(data), "--cpu", "--task", "audio_pretraining",
-        "--arch", "wav2vec", "--criterion", "wav2vec", *TINY, *VQ_FLAGS[vq_type],
-        "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2", "--batch-size", "2",
-        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--disable-validation",
-        "--num-workers", "0", "--seed", "1",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+def _train_reference(fairseq_cli, data, save_dir, vq_type):
+    done = fairseq_cli(
+        "train", data, "--task", "audio_pretraining", "--arch", "wav2vec", "--criterion", "wav2vec",
+        *TINY, *VQ_FLAGS[vq_type], "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2",
+        "--batch-size", "2", "--save-dir", save_dir, "--no-epoch-checkpoints",
+        "--disable-validation", "--num-workers", "0", "--seed", "1", plugin=False, threads=None,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return save_dir / "checkpoint_last.pt"
 
@@ -101,13 +96,14 @@ def corpus(tmp_path_factory, write_manifest):
 
 
 @pytest.fixture(scope="module")
-def reference(corpus, tmp_path_factory):
+def reference(corpus, tmp_path_factory, fairseq_cli):
     """vq_type -> checkpoint of fairseq's wav2vec after 2 updates (trained once per module)."""
     trained = {}
 
     def get(vq_type):
         if vq_type not in trained:
-            trained[vq_type] = _train_reference(corpus[0], tmp_path_factory.mktemp(vq_type), vq_type)
+            trained[vq_type] = _train_reference(fairseq_cli, corpus[0], tmp_path_factory.mktemp(vq_type),
+                                                vq_type)
         return trained[vq_type]
 
     return get

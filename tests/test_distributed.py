@@ -37,6 +37,7 @@ import torch
 
 from _asr_util import write_letter_corpus
 from _bert_util import write_unit_corpus
+from _fairseq_cli import fairseq_env
 from _pretraining_util import BIN, REPO, train_losses, write_corpus
 from fairseq_vqw2v.tasks._common import check_training_run
 from test_recipes import parse
@@ -92,18 +93,26 @@ def example(script, stage, data, save, *flags, **env):
     return shlex.split(out.stdout)
 
 
-def two_processes(stage, data, save, max_update):
+def launch(stage, data, save, max_update):
+    """torchrun.sh's command line for two processes on CPU."""
     command = example(TORCHRUN, stage, data, save, *TINY[stage], *COMMON, "--update-freq", "1",
                       "--max-update", str(max_update), DEVICE="cpu", GPUS="2", PORT=str(free_port()))
     command[command.index("torchrun")] = os.path.join(BIN, "torchrun")
     return command
 
 
-def one_process(stage, data, save, max_update):
-    """The same fairseq-train flags without the launch: plain fairseq-train, --update-freq 2."""
-    command = two_processes(stage, data, save, max_update)
-    launch = [os.path.basename(token) for token in command].index("fairseq-train")
-    args = command[launch + 1:]
+def two_processes(stage, data, save, max_update):
+    """torchrun.sh's training on two processes: its log."""
+    return trained_log(subprocess.run(launch(stage, data, save, max_update), capture_output=True,
+                                      text=True, timeout=600, env=fairseq_env()))
+
+
+def one_process(fairseq_cli, stage, data, save, max_update):
+    """The same fairseq-train flags without the launch: plain fairseq-train, --update-freq 2; its
+    log."""
+    command = launch(stage, data, save, max_update)
+    launch_end = [os.path.basename(token) for token in command].index("fairseq-train")
+    args = command[launch_end + 1:]
     kept, i = [], 0
     while i < len(args):
         if args[i] in LAUNCH_ONLY:
@@ -111,14 +120,14 @@ def one_process(stage, data, save, max_update):
             continue
         kept.append(args[i])
         i += 1
-    return [os.path.join(BIN, "fairseq-train"), *kept, "--update-freq", "2"]
+    # the script's flags hold --user-dir and --cpu already
+    return trained_log(fairseq_cli("train", *kept, "--update-freq", "2", plugin=False, cpu=False))
 
 
-def train(command):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    out = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, (shlex.join(command), out.stdout[-3000:], out.stderr[-3000:])
-    return out.stdout + out.stderr
+def trained_log(done):
+    """A training's log, once it ended well."""
+    assert done.returncode == 0, (shlex.join(done.args), done.stdout[-3000:], done.stderr[-3000:])
+    return done.stdout + done.stderr
 
 
 def valid_stats(output):
@@ -169,10 +178,10 @@ def corpora(tmp_path_factory):
 
 @pytest.mark.slow  # 12 fairseq-train runs (6 of two processes): 150 s for the three on 2 cores
 @pytest.mark.parametrize("stage", ["pretrain", "bert", "am"])
-def test_two_processes_train_as_one_and_checkpoints_cross_over(stage, corpora, tmp_path):
+def test_two_processes_train_as_one_and_checkpoints_cross_over(stage, corpora, tmp_path, fairseq_cli):
     data = corpora[stage]
-    two = train(two_processes(stage, data, tmp_path / "two", 2))
-    one = train(one_process(stage, data, tmp_path / "one", 2))
+    two = two_processes(stage, data, tmp_path / "two", 2)
+    one = one_process(fairseq_cli, stage, data, tmp_path / "one", 2)
     assert sorted(train_losses(two)) == sorted(train_losses(one)) == [1, 2]  # one epoch: 2 updates
     assert "distributed init" in two and "distributed init" not in one
     assert_same_parameters(parameters(tmp_path / "two"), parameters(tmp_path / "one"))
@@ -182,8 +191,8 @@ def test_two_processes_train_as_one_and_checkpoints_cross_over(stage, corpora, t
     for src, dst in (("one", "two_from_one"), ("two", "one_from_two")):
         (tmp_path / dst).mkdir()
         shutil.copy(tmp_path / src / "checkpoint_last.pt", tmp_path / dst)
-    resumed_two = train(two_processes(stage, data, tmp_path / "two_from_one", 4))
-    resumed_one = train(one_process(stage, data, tmp_path / "one_from_two", 4))
+    resumed_two = two_processes(stage, data, tmp_path / "two_from_one", 4)
+    resumed_one = one_process(fairseq_cli, stage, data, tmp_path / "one_from_two", 4)
     for output in (resumed_two, resumed_one):
         assert "Loaded checkpoint" in output and "(epoch 2 @ 2 updates)" in output
         assert sorted(train_losses(output)) == [3, 4]
