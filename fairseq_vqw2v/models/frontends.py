@@ -40,7 +40,7 @@ from ..data.feature_files import feature_index, feature_layers
 from ..data.unit_files import dictionary_codebook
 from ..modules.logmel import LogMelFilterbank
 from ..modules.masked_group_norm import frame_mask
-from .unit_bert import UnitBertFeaturizer
+from .unit_bert import UnitBertFeaturizer, layer_numbers
 from .vq_wav2vec import codebook_shape, load_vq_wav2vec
 
 logger = logging.getLogger(__name__)
@@ -399,11 +399,7 @@ def cached_layer_positions(spec: FrontendSpec, bert_layers: str) -> Optional[Lis
     cached = spec.feature_layers
     if bert_layers == "last" or (bert_layers == "all" and cached):
         return None
-    try:
-        wanted = [int(part) for part in bert_layers.split(",")] if bert_layers != "all" else None
-    except ValueError:
-        raise ValueError(f"--bert-layers {bert_layers!r}: give last, all, a layer number or a "
-                         f"comma list of them") from None
+    wanted = None if bert_layers == "all" else layer_numbers(bert_layers)
     if not cached:
         if wanted is not None and len(wanted) == 1:
             return None

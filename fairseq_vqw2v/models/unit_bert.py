@@ -110,6 +110,16 @@ UNIT_DICTIONARY_STATE = "unit_dictionary"
 included)."""
 
 
+def layer_numbers(spec: str) -> List[int]:
+    """The layers of a ``--bert-layers``/``--layers`` value that is a layer ``N`` or a comma list
+    ``0,4,8`` (not ``last`` or ``all``, which depend on the layers there are)."""
+    try:
+        return [int(part) for part in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"BERT layers {spec!r}: give last, all, a layer number or a comma list "
+                         f"of them") from None
+
+
 def bert_layer_indices(spec: str, num_layers: int) -> List[int]:
     """``--bert-layers``/``--layers`` -> hidden-state indices (0: the embeddings' output, i:
     Transformer layer i): ``last`` (the paper's), a layer ``N``, a comma list ``0,4,8`` or ``all``
@@ -118,11 +128,7 @@ def bert_layer_indices(spec: str, num_layers: int) -> List[int]:
         return [num_layers]
     if spec == "all":
         return list(range(num_layers + 1))
-    try:
-        layers = [int(part) for part in spec.split(",")]
-    except ValueError:
-        raise ValueError(f"BERT layers {spec!r}: give last, all, a layer number or a comma list "
-                         f"of them") from None
+    layers = layer_numbers(spec)
     if not all(0 <= i <= num_layers for i in layers) or len(set(layers)) != len(layers):
         raise ValueError(f"BERT layers {spec!r}: distinct layers in 0..{num_layers} (0 is the "
                          f"embeddings' output), this BERT has {num_layers} Transformer layers")
