@@ -9,7 +9,6 @@ from typing import Callable, List, Optional
 from ..data.manifest import check_split_name
 from ..modules.onednn_linear import limit_primitive_cache
 from ._allocator import keep_freed_memory
-from ._parallel import map_batches  # noqa: F401  (quantize and featurize import it from here)
 
 
 def run(command: Callable[[], Optional[str]], level: int = logging.INFO) -> int:

@@ -47,8 +47,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run,
-               split_names)
+from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run, split_names
+from ._parallel import map_batches
 from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset

@@ -38,8 +38,8 @@ from collections import Counter
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import (add_bf16_argument, add_shard_arguments, check_shard_arguments, map_batches, run,
-               split_names)
+from . import add_bf16_argument, add_shard_arguments, check_shard_arguments, run, split_names
+from ._parallel import map_batches
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches, shard_batches
 from ..data.audio_checks import duration_summary
