@@ -190,6 +190,13 @@ def test_split_names_that_leave_the_output_folder_are_refused(tmp_path, capsys):
         assert exited.value.code == 2
         assert ("split name '../../evil': must be a file name, without a path separator"
                 in capsys.readouterr().err)
+    # a list that names no split would write nothing (quantize: an empty dict.txt)
+    for main, args in ((quantize_main, ["--checkpoint", "vq.pt", "--splits", ","]),
+                       (featurize_main, ["--vq-checkpoint", "vq.pt", "--splits", ""])):
+        with pytest.raises(SystemExit) as exited:
+            main([*args, "--manifest-dir", str(tmp_path), "--dest", str(dest)])
+        assert exited.value.code == 2
+        assert "names no split" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     # the tasks build paths from fairseq's --train-subset / --valid-subset / --gen-subset too
     (tmp_path / "dict.txt").write_text("1-2 5\n")

@@ -39,8 +39,12 @@ def split_name(text: str) -> str:
 
 
 def split_names(text: str) -> List[str]:
-    """argparse ``type`` of comma-separated split names (each a :func:`split_name`)."""
-    return [split_name(s) for s in text.split(",") if s]
+    """argparse ``type`` of comma-separated split names (each a :func:`split_name`; at least
+    one)."""
+    names = [split_name(s) for s in text.split(",") if s]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no split")
+    return names
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:

@@ -207,8 +207,6 @@ def parse_args(argv=None):
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
     check_shard_arguments(parser, args)
-    if not args.splits:
-        parser.error("--splits names no split")
     if args.merge:
         return args
     if args.manifest_dir is None:
