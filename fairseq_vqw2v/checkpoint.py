@@ -205,11 +205,13 @@ def install_fairseq_checks() -> None:
     checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
 
 
-def _torch_load(path: str):
+def _torch_load(path: str, mmap: bool = False):
     _refuse_non_checkpoint_file(path)
     try:
         with fairseq_safe_globals():
-            return torch.load(path, map_location="cpu", weights_only=True)
+            # only torch.save's zip format can be mapped; a legacy file is read whole
+            return torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
         # torch's message suggests weights_only=False: never pass that advice on
         refused = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -259,8 +261,11 @@ def fairseq_envelope(cfg, weights, args=None, criterion_name: str = "", num_upda
     }
 
 
-def load_fairseq_checkpoint(path: str) -> Dict[str, Any]:
+def load_fairseq_checkpoint(path: str, mmap: bool = False) -> Dict[str, Any]:
     """Loads any fairseq checkpoint (dataclass ``cfg`` or legacy ``args``) to CPU, safely.
+
+    ``mmap`` maps the weights from the file instead of reading them: for a caller that reads
+    only the config or the training state, whatever the model's size.
 
     Returns fairseq's upgraded state dict: ``model``, ``cfg`` (an omegaconf config, converted from
     ``args`` for legacy checkpoints) and training state. Raises :class:`CheckpointError` for a
@@ -269,7 +274,7 @@ def load_fairseq_checkpoint(path: str) -> Dict[str, Any]:
     """
     if not os.path.isfile(path):
         raise MissingInputError(f"{path}: no such checkpoint file")
-    state = _torch_load(path)
+    state = _torch_load(path, mmap)
     _check_envelope(path, state)
     for key in ("args", "cfg"):
         check_config_literals(state.get(key), key, source=path)

@@ -215,6 +215,23 @@ def test_fairseq_generate_path_names_a_non_checkpoint_in_one_line(tmp_path, kind
         assert "Traceback" in done.stderr and f"CheckpointError: {path}: {message}" in done.stderr
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_mapped_load_reads_what_a_full_load_reads(tmp_path, legacy):
+    """mmap=True (the pipeline's reads of a config or an update count) returns the same
+    checkpoint; a legacy (non-zip) file, which cannot be mapped, is read whole."""
+    path = tmp_path / "model.pt"
+    weights = {"w": torch.randn(64, 8), "b": torch.arange(8.0)}
+    _write(path, fairseq_envelope({"model": {"_name": "x"}, "task": {"dedup_units": True}},
+                                  weights, num_updates=7), legacy=legacy)
+    full, mapped = load_fairseq_checkpoint(str(path)), load_fairseq_checkpoint(str(path), mmap=True)
+    assert mapped["cfg"] == full["cfg"] and mapped["cfg"]["task"]["dedup_units"] is True
+    assert mapped["optimizer_history"][-1]["num_updates"] == 7
+    assert all(torch.equal(mapped["model"][k], v) for k, v in weights.items())
+    _truncated(path, legacy)
+    with pytest.raises(CheckpointError, match="truncated or corrupt checkpoint"):
+        load_fairseq_checkpoint(str(path), mmap=True)
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.pt: no such checkpoint file"):
         load_fairseq_checkpoint(str(tmp_path / "nothing.pt"))

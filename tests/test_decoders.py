@@ -17,6 +17,7 @@ from fairseq_vqw2v.checkpoint import fairseq_envelope
 from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.decoding import lm_build
 from fairseq_vqw2v.decoding.config import BeamSearchConfig
+from fairseq_vqw2v.errors import InputError, MissingInputError
 from fairseq_vqw2v.decoding.lexicon import write_lexicon
 from fairseq_vqw2v.decoding.viterbi import ViterbiDecoder, ctc_greedy
 
@@ -230,7 +231,8 @@ def test_char_kenlm_decoding_with_and_without_lexicon(letters, char_lm, word_lm)
 def test_factory_builds_the_configured_decoder_from_fairseqs_config_node(letters, word_lm,
                                                                         tmp_path):
     """build_decoder takes the DecoderConfig as fairseq hands it over (an omegaconf node inside
-    the task's config), applies a tune result, and names the flag a decoder lacks."""
+    the task's config), applies a tune result, and names the flag a decoder lacks and a tune
+    result that is missing, undecodable or not one."""
     import json
 
     from omegaconf import OmegaConf
@@ -259,6 +261,12 @@ def test_factory_builds_the_configured_decoder_from_fairseqs_config_node(letters
         build_decoder(DecoderConfig(decoder="charlm"), letters)
     settings.write_text("{}")
     with pytest.raises(ValueError, match="best.json: not a tune CLI result"):
+        build_decoder(cfg.decoding, letters)
+    settings.write_bytes(b'{"lm_weight": 0.5,\n"word_score": \xff}')
+    with pytest.raises(InputError, match=r"best.json:2: not UTF-8 text \(byte 0xff at column 15\)"):
+        build_decoder(cfg.decoding, letters)
+    cfg.decoding.decoder_settings = str(tmp_path / "missing.json")
+    with pytest.raises(MissingInputError, match="missing.json: no such file"):
         build_decoder(cfg.decoding, letters)
 
 

@@ -4,8 +4,12 @@ Decoder modules are imported only when chosen: greedy decoding loads no flashlig
 """
 
 import json
+import os
 
 from fairseq.data import Dictionary
+
+from ..data.text_files import decoding
+from ..errors import InputError, MissingInputError
 
 from .base import CTCDecoder
 from .config import BeamSearchConfig, DecoderConfig
@@ -16,12 +20,16 @@ def tuned_search(cfg: DecoderConfig) -> BeamSearchConfig:
     ``decoder_settings`` file (written by the tune CLI) where it names one."""
     if not cfg.decoder_settings:
         return BeamSearchConfig.of(cfg.search)
-    with open(cfg.decoder_settings) as f:
-        try:
-            best = json.load(f)
-            tuned = {"lm_weight": float(best["lm_weight"]), "word_score": float(best["word_score"])}
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{cfg.decoder_settings}: not a tune CLI result ({e!r})") from e
+    path = cfg.decoder_settings
+    if not os.path.isfile(path):
+        raise MissingInputError(f"{path}: no such file (--decoder-settings: the tune CLI's result)")
+    with decoding(path), open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        best = json.loads(text)
+        tuned = {"lm_weight": float(best["lm_weight"]), "word_score": float(best["word_score"])}
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a tune CLI result ({e!r})") from None
     return BeamSearchConfig.of(cfg.search, **tuned)
 
 

@@ -113,7 +113,7 @@ def trained_updates(checkpoint: str) -> int:
     from ..checkpoint import load_fairseq_checkpoint
 
     try:
-        state = load_fairseq_checkpoint(checkpoint)
+        state = load_fairseq_checkpoint(checkpoint, mmap=True)
         return int(state["optimizer_history"][-1]["num_updates"])
     except (OSError, ValueError, KeyError, IndexError, RuntimeError):
         return 0

@@ -285,7 +285,7 @@ def _trained_on_dedup(checkpoint: str) -> bool:
     from ..checkpoint import load_fairseq_checkpoint
 
     try:
-        return bool(load_fairseq_checkpoint(checkpoint)["cfg"]["task"].get("dedup_units", False))
+        return bool(load_fairseq_checkpoint(checkpoint, mmap=True)["cfg"]["task"].get("dedup_units", False))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return False
 
