@@ -85,6 +85,24 @@ def test_paper_preset_uses_the_paper_archs(tmp_path):
     assert "--cpu" not in script and "--device cuda" in script
 
 
+def test_each_acoustic_model_trains_at_its_learning_rate(tmp_path, capsys):
+    """am_lr gives each row its --lr; --set with a dict changes the entries it names and refuses
+    an entry the preset lacks; a single value sets every row's."""
+    def learning_rates(*sets):
+        assert main(["--out", str(tmp_path), "--dry-run", *sets]) == 0
+        capsys.readouterr()
+        script = (tmp_path / "commands.sh").read_text()
+        return {f"{labels}/{system}": lr for labels, lr, system in re.findall(
+            r"--labels (\w+) .* --lr (\S+) .* --save-dir \S*/am/\w+/(\w+) ", script)}
+
+    assert learning_rates() == EMBEDDED.am_lr and len(EMBEDDED.am_lr) == 2 * len(SYSTEMS)
+    changed = learning_rates("--set", "am_lr={'ltr/gumbel': '1e-2', 'phn/kmeans': 3e-3}")
+    assert changed == {**EMBEDDED.am_lr, "ltr/gumbel": "1e-2", "phn/kmeans": "0.003"}
+    assert set(learning_rates("--set", "am_lr=4e-3").values()) == {"4e-3"}
+    assert main(["--out", str(tmp_path), "--dry-run", "--set", "am_lr={'ltr/mfcc': '1e-3'}"]) == 2
+    assert "am_lr has no entry 'ltr/mfcc' (it has ltr/logmel," in capsys.readouterr().err
+
+
 def test_stages_selects_with_what_they_need(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--dry-run", "--stages", "bert/kmeans"]) == 0
     stages = re.findall(r"^# == (\S+)$", (tmp_path / "commands.sh").read_text(), re.M)

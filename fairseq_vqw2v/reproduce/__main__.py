@@ -32,7 +32,9 @@ def _display(path: str) -> str:
 
 def parse_set(items, preset):
     """``--set name=value`` overrides of preset fields; values are Python literals
-    (``am_updates=200``, ``am_flags=['--lr', '1e-3']``), never evaluated code."""
+    (``am_updates=200``, ``am_flags=['--max-tokens', '6000']``), never evaluated code. For a
+    dict field, a dict updates the entries it names (``am_lr={'ltr/gumbel': '4e-3'}``; an entry
+    the field lacks is refused) and any other value sets every entry (``am_lr=4e-3``)."""
     changes = {}
     names = {f.name: f for f in dataclasses.fields(preset)}
     for item in items or []:
@@ -44,6 +46,17 @@ def parse_set(items, preset):
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
+        current = changes.get(name, getattr(preset, name))
+        if isinstance(current, dict) and not isinstance(value, dict):
+            # as typed for a field of strings: am_lr=8e-3 is the preset's '8e-3', not '0.008'
+            strings = all(isinstance(v, str) for v in current.values())
+            value = dict.fromkeys(current, text if strings else value)
+        elif isinstance(current, dict):
+            unknown = sorted(set(value) - set(current), key=str)
+            if unknown:
+                raise ValueError(f"--set {item!r}: {name} has no entry {unknown[0]!r} (it has "
+                                 f"{', '.join(map(str, current))})")
+            value = {**current, **value}
         changes[name] = value
     return dataclasses.replace(preset, **changes)
 
@@ -84,7 +97,9 @@ def parse_args(argv=None):
                         "the corpus has)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="embedded")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                        help="override a preset field (repeatable), e.g. am_updates=200")
+                        help="override a preset field (repeatable), e.g. am_updates=200; for a dict "
+                        "field, a dict changes the entries it names (am_lr={'ltr/gumbel': '4e-3'}) "
+                        "and any other value sets them all (am_lr=4e-3)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the embedded corpus and of the first training chain")
     parser.add_argument("--seeds", type=int, default=1,

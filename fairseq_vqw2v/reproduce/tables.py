@@ -396,7 +396,8 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
              "Each cell: this run (the paper's number). The paper trained on LibriSpeech 960 h and "
              "evaluated on WSJ (letters) and TIMIT (phones); this run's corpus is below.", "",
              f"Every acoustic model trains to the same budget ({am_updates} updates, the same "
-             "flags) and keeps its best checkpoint on valid (`valid_curves.png`).", ""]
+             "flags) at its row's learning rate (the preset's `am_lr`, below), and keeps its best "
+             "checkpoint on valid (`valid_curves.png`).", ""]
     if len(chains) == 1:
         lines += ["One training chain (one seed): a difference between two rows smaller than the "
                   "seed-to-seed spread (`--seeds 3` measures it; docs/reproducing.md gives the "
