@@ -23,6 +23,13 @@ class MissingInputError(InputError, FileNotFoundError):
     """An input file that does not exist; the message starts with its path."""
 
 
+def require_file(path: str, what: str) -> None:
+    """:class:`MissingInputError` naming ``path`` unless it is a file (flashlight, for one,
+    would just abort)."""
+    if not os.path.isfile(path):
+        raise MissingInputError(f"{path}: {what} not found")
+
+
 def _message(error: InputError) -> str:
     """The error's own message; a torch DataLoader worker re-raises it with the worker's
     traceback prepended, whose last line is ``module.Class: message``."""

@@ -266,7 +266,8 @@ def test_factory_builds_the_configured_decoder_from_fairseqs_config_node(letters
     with pytest.raises(InputError, match=r"best.json:2: not UTF-8 text \(byte 0xff at column 15\)"):
         build_decoder(cfg.decoding, letters)
     cfg.decoding.decoder_settings = str(tmp_path / "missing.json")
-    with pytest.raises(MissingInputError, match="missing.json: no such file"):
+    with pytest.raises(MissingInputError, match=r"missing.json: --decoder-settings file \(the tune "
+                       r"CLI's result\) not found"):
         build_decoder(cfg.decoding, letters)
 
 

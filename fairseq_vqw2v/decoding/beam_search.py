@@ -7,7 +7,6 @@ token-level LM only). The search options are a :class:`~.config.BeamSearchConfig
 defaults (``examples/speech_recognition/w2l_decoder.py``).
 """
 
-import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -31,19 +30,13 @@ from fairseq_vqw2v.constants import WORD_BOUNDARY
 from fairseq_vqw2v.decoding.base import CTCDecoder
 from fairseq_vqw2v.decoding.config import BeamSearchConfig
 from fairseq_vqw2v.decoding.lexicon import Lexicon, read_lexicon
-from fairseq_vqw2v.errors import InputError, MissingInputError
+from fairseq_vqw2v.errors import InputError, require_file
 
 UNK_WORD = "<unk>"
 KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
 """How build_binary's files start (KenLM's ``lm/binary_format.cc``)."""
 ARPA_HEADER = b"\\data\\"
 """The first non-empty line of an ARPA file."""
-
-
-def require_file(path: str, what: str) -> None:
-    """``FileNotFoundError`` naming ``path`` unless it is a file (flashlight would just abort)."""
-    if not os.path.isfile(path):
-        raise MissingInputError(f"{path}: {what} not found")
 
 
 def load_kenlm(path: str, dictionary: WordDictionary, what: str) -> KenLM:

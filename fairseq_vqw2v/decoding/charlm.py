@@ -27,9 +27,9 @@ from flashlight.lib.text.dictionary import Dictionary as TokenDictionary
 from omegaconf import open_dict
 
 from fairseq_vqw2v.checkpoint import check_model_config, load_fairseq_checkpoint
-from fairseq_vqw2v.decoding.beam_search import (FlashlightDecoder, load_kenlm, load_lexicon,
-                                                 require_file)
+from fairseq_vqw2v.decoding.beam_search import FlashlightDecoder, load_kenlm, load_lexicon
 from fairseq_vqw2v.decoding.config import CHARLM_TYPES, BeamSearchConfig
+from fairseq_vqw2v.errors import require_file
 
 
 @dataclass

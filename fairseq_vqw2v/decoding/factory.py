@@ -4,13 +4,11 @@ Decoder modules are imported only when chosen: greedy decoding loads no flashlig
 """
 
 import json
-import os
 
 from fairseq.data import Dictionary
 
 from ..data.text_files import decoding
-from ..errors import InputError, MissingInputError
-
+from ..errors import InputError, require_file
 from .base import CTCDecoder
 from .config import BeamSearchConfig, DecoderConfig
 
@@ -21,8 +19,7 @@ def tuned_search(cfg: DecoderConfig) -> BeamSearchConfig:
     if not cfg.decoder_settings:
         return BeamSearchConfig.of(cfg.search)
     path = cfg.decoder_settings
-    if not os.path.isfile(path):
-        raise MissingInputError(f"{path}: no such file (--decoder-settings: the tune CLI's result)")
+    require_file(path, "--decoder-settings file (the tune CLI's result)")
     with decoding(path), open(path, encoding="utf-8") as f:
         text = f.read()
     try:

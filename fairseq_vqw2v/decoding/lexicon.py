@@ -12,7 +12,7 @@ from fairseq.data import Dictionary
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
 from fairseq_vqw2v.data.text_files import decoding
-from fairseq_vqw2v.errors import InputError, MissingInputError
+from fairseq_vqw2v.errors import InputError, require_file
 
 Lexicon = Dict[str, List[List[str]]]
 """word -> its spellings (lists of label tokens), in file order."""
@@ -35,8 +35,7 @@ def read_lexicon(path: str, tgt_dict: Optional[Dictionary] = None) -> Lexicon:
 
     Bad lines raise ``ValueError("path:line: reason")``; a missing file ``FileNotFoundError``.
     """
-    if not os.path.isfile(path):
-        raise MissingInputError(f"{path}: lexicon not found")
+    require_file(path, "lexicon")
     lexicon: Lexicon = OrderedDict()
     with decoding(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):

@@ -285,7 +285,8 @@ def _trained_on_dedup(checkpoint: str) -> bool:
     from ..checkpoint import load_fairseq_checkpoint
 
     try:
-        return bool(load_fairseq_checkpoint(checkpoint, mmap=True)["cfg"]["task"].get("dedup_units", False))
+        cfg = load_fairseq_checkpoint(checkpoint, mmap=True)["cfg"]
+        return bool(cfg["task"].get("dedup_units", False))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return False
 
