@@ -103,6 +103,23 @@ def test_each_acoustic_model_trains_at_its_learning_rate(tmp_path, capsys):
     assert "am_lr has no entry 'ltr/mfcc' (it has ltr/logmel," in capsys.readouterr().err
 
 
+def test_acoustic_models_save_at_every_validation(tmp_path, capsys):
+    """fairseq moves checkpoint_best.pt only at a save: each acoustic model saves whenever it
+    validates, so the decoded checkpoint is the best of every validation; pretraining and BERT
+    keep the preset's save interval (their hashes, and finished runs, stay valid)."""
+    assert main(["--out", str(tmp_path), "--dry-run"]) == 0
+    capsys.readouterr()
+    intervals = {name: (int(validate), int(save)) for validate, name, save in re.findall(
+        r"--validate-interval-updates (\d+) .*--save-dir \S+?/((?:am|pretrain|bert)/\S+) "
+        r".*--save-interval-updates (\d+) ", (tmp_path / "commands.sh").read_text())}
+    ams = {n: v for n, v in intervals.items() if n.startswith("am/")}
+    assert len(ams) == 2 * len(SYSTEMS)
+    every = EMBEDDED.am_updates // EMBEDDED.am_validations
+    assert set(ams.values()) == {(every, every)} and every < EMBEDDED.save_interval_updates
+    others = {save for n, (_, save) in intervals.items() if not n.startswith("am/")}
+    assert len(intervals) > len(ams) and others == {EMBEDDED.save_interval_updates}
+
+
 def test_stages_selects_with_what_they_need(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--dry-run", "--stages", "bert/kmeans"]) == 0
     stages = re.findall(r"^# == (\S+)$", (tmp_path / "commands.sh").read_text(), re.M)

@@ -93,6 +93,7 @@ class Preset:
     charlm_word_scores: str
     log_interval: int
     save_interval_updates: int
+    """Updates between checkpoints of pretraining and BERT (acoustic models save at each validation)."""
     num_workers: int = 0
     decode_batch_size: int = 16
     lm_flags: List[str] = dataclasses.field(default_factory=list)
@@ -255,29 +256,39 @@ def chain_name(seed: int, first_seed: int) -> str:
     return "" if seed == first_seed else f"seed{seed}"
 
 
-def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int) -> List[str]:
-    """Flags every fairseq-train run shares: plugin, seed, device, schedule, json logs, checkpoints."""
+def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int,
+                    save_interval: int) -> List[str]:
+    """Flags every fairseq-train run shares: plugin, seed, device, schedule, json logs, checkpoints
+    (every ``save_interval`` updates)."""
     return [
         "--user-dir", layout.user_dir, "--seed", str(layout.seed),
         *(["--cpu"] if preset.device == "cpu" else []),
         "--num-workers", str(preset.num_workers), "--max-update", str(updates),
         "--save-dir", save_dir, "--no-epoch-checkpoints", "--save-interval", "1000000",
-        "--save-interval-updates", str(preset.save_interval_updates),
+        "--save-interval-updates", str(save_interval),
         "--keep-interval-updates", "1", "--log-format", "json",
         "--log-interval", str(preset.log_interval),
     ]
 
 
+def _validation_interval(updates: int, times: int) -> int:
+    """Updates between validations, for ``times`` validations per run."""
+    return max(1, updates // times)
+
+
 def _validation(updates: int, times: int = 4) -> List[str]:
     """Validate ``times`` times per run, on update counts (epochs of tiny corpora are short)."""
     return ["--validate-interval", "1000000",
-            "--validate-interval-updates", str(max(1, updates // times))]
+            "--validate-interval-updates", str(_validation_interval(updates, times))]
 
 
-def _train_stage(name, layout, preset, data, updates, flags, inputs=(), after=()) -> Stage:
-    """A fairseq-train stage of this seed's chain (``name`` and ``inputs`` without the prefix)."""
+def _train_stage(name, layout, preset, data, updates, flags, inputs=(), after=(),
+                 save_interval=None) -> Stage:
+    """A fairseq-train stage of this seed's chain (``name`` and ``inputs`` without the prefix),
+    saving every ``save_interval`` updates (default: the preset's ``save_interval_updates``)."""
     save = layout.chain_path(name)
-    argv = ["fairseq-train", data, *flags, *_fairseq_common(layout, preset, save, updates)]
+    every = preset.save_interval_updates if save_interval is None else save_interval
+    argv = ["fairseq-train", data, *flags, *_fairseq_common(layout, preset, save, updates, every)]
     last = os.path.join(save, "checkpoint_last.pt")
     return Stage(layout.name(name), save, [Command(argv, trains=(last, updates))], [last],
                  inputs=list(inputs), after=list(after))
@@ -394,6 +405,9 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                  *_validation(preset.am_updates, preset.am_validations)],
                 inputs=corpus_inputs + inputs,
                 after=[] if writes_dict else [f"am/{labels}/logmel"],
+                # fairseq moves checkpoint_best.pt only when it saves: a save at every validation
+                # makes the decoded checkpoint the best of all of them, as the curves show
+                save_interval=_validation_interval(preset.am_updates, preset.am_validations),
             ))
 
     # 5. language models from the corpus's LM text (shared by every seed's chain)
@@ -421,7 +435,8 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                      creates=os.path.join(charlm_dir, "bin", "train.idx")),
              Command(["fairseq-train", os.path.join(charlm_dir, "bin"), "--task", "language_modeling",
                       *preset.charlm_flags, "--sample-break-mode", "eos", "--disable-validation",
-                      *_fairseq_common(layout, preset, ckpt, preset.charlm_updates)],
+                      *_fairseq_common(layout, preset, ckpt, preset.charlm_updates,
+                                       preset.save_interval_updates)],
                      trains=(os.path.join(ckpt, "checkpoint_last.pt"), preset.charlm_updates))],
             [os.path.join(ckpt, "checkpoint_last.pt")],
             inputs=corpus_inputs,
