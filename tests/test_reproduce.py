@@ -144,6 +144,10 @@ def test_a_changed_setting_invalidates_the_stage_and_its_downstream(tmp_path):
     # the output folder may move: hashes see it as {out}
     moved = stage_hashes(build_stages(_layout(tmp_path / "elsewhere"), EMBEDDED), str(tmp_path / "elsewhere"))
     assert moved == before
+    # so may the plugin, and the folder a run starts from (which decides how --user-dir is shown)
+    for user_dir in ("/opt/venv/site-packages/fairseq_vqw2v", "../repo/fairseq_vqw2v/"):
+        layout = dataclasses.replace(_layout(tmp_path), user_dir=user_dir)
+        assert stage_hashes(build_stages(layout, EMBEDDED), str(tmp_path)) == before
 
 
 def _counting_stage(out, name, inputs, text, reads=None):

@@ -92,7 +92,7 @@ def stage_hashes(stages: Sequence[Stage], out: str) -> Dict[str, str]:
             raise ValueError(f"stage {stage.name}: inputs {missing} are not earlier stages")
         root = os.path.abspath(out)
         own = {
-            "commands": [[a.replace(root, "{out}") for a in _absolute(c.argv, out)]
+            "commands": [[a.replace(root, "{out}") for a in _absolute(_plugin_by_name(c.argv), out)]
                          for c in stage.commands],
             "settings": stage.settings,
             "inputs": {name: hashes[name] for name in stage.inputs},
@@ -100,6 +100,13 @@ def stage_hashes(stages: Sequence[Stage], out: str) -> Dict[str, str]:
         hashes[stage.name] = hashlib.sha256(
             json.dumps(own, sort_keys=True, default=str).encode()).hexdigest()
     return hashes
+
+
+def _plugin_by_name(argv: Sequence[str]) -> List[str]:
+    """``--user-dir`` hashed by the plugin's folder name: where the package lies, and the folder
+    a run starts from (which decides how that path is shown), are no settings of the stage."""
+    return [os.path.basename(os.path.normpath(a)) if i and argv[i - 1] == "--user-dir" else a
+            for i, a in enumerate(argv)]
 
 
 def _absolute(argv: Sequence[str], out: str) -> List[str]:
