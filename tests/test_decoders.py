@@ -5,6 +5,7 @@ tiny fairseq fconv_lm trained for a few steps in-process.
 """
 
 import math
+import os
 import string
 from pathlib import Path
 
@@ -339,6 +340,17 @@ def test_fconv_char_lm_decoding(letters, tmp_path):
     decoder = CharLMDecoder(letters, path, "fconv", search=BeamSearchConfig(lm_weight=1.0, beam=10))
     (hypos,) = decoder.decode(emissions, lengths)
     assert hypos[0]["words"] == SENTENCE.split()
+
+    # reproduce's layout, lm/charlm/{dict.txt,ckpt/}, moved away from the data folder the
+    # checkpoint records: the dictionary above the checkpoint's folder is found
+    moved = tmp_path / "moved" / "charlm"
+    (moved / "ckpt").mkdir(parents=True)
+    os.replace(path, moved / "ckpt" / "checkpoint_best.pt")
+    os.replace(tmp_path / "dict.txt", moved / "dict.txt")
+    assert load_fconv_lm(str(moved / "ckpt" / "checkpoint_best.pt"))[1].symbols == lm_dict.symbols
+    os.remove(moved / "dict.txt")
+    with pytest.raises(FileNotFoundError, match="dict.txt is in none of"):
+        load_fconv_lm(str(moved / "ckpt" / "checkpoint_best.pt"))
 
 
 def test_fconv_checkpoint_with_code_or_another_model_is_rejected(letters, tmp_path):

@@ -95,7 +95,9 @@ class FConvCharLM(LM):
 def load_fconv_lm(path: str):
     """``(model, dictionary)`` of a fairseq ``language_modeling`` checkpoint of an ``fconv_lm``.
 
-    The dictionary is ``dict.txt`` next to the checkpoint, else in the task's data folder. The
+    The dictionary is ``dict.txt`` next to the checkpoint, else in the folder above it (where
+    ``reproduce`` writes it: ``lm/charlm/{dict.txt,ckpt/}``, which then decodes wherever that
+    folder has moved), else in the task's data folder as recorded at training. The
     checkpoint is unpickled by the safe loader, which also refuses options that fairseq
     ``eval()``s (the layer specs) unless they are literals, and any model but ``fconv_lm``.
     """
@@ -103,7 +105,8 @@ def load_fconv_lm(path: str):
     state = load_fairseq_checkpoint(path)
     cfg = state["cfg"]
     check_model_config(cfg.model, [FConvLanguageModel], path)
-    candidates = [os.path.dirname(os.path.abspath(path))]
+    folder = os.path.dirname(os.path.abspath(path))
+    candidates = [folder, os.path.dirname(folder)]
     if getattr(cfg.task, "data", None):
         candidates.append(str(cfg.task.data).split(os.pathsep)[0])
     data = next((d for d in candidates if os.path.isfile(os.path.join(d, "dict.txt"))), None)
