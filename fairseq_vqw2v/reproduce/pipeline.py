@@ -93,7 +93,8 @@ class Preset:
     charlm_word_scores: str
     log_interval: int
     save_interval_updates: int
-    """Updates between checkpoints of pretraining and BERT (acoustic models save at each validation)."""
+    """Updates between checkpoints of pretraining, BERT and the char LM (acoustic models save at
+    each validation)."""
     num_workers: int = 0
     decode_batch_size: int = 16
     lm_flags: List[str] = dataclasses.field(default_factory=list)
@@ -274,24 +275,21 @@ def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int,
     ]
 
 
-def _validation_interval(updates: int, times: int) -> int:
+def _validation_interval(updates: int, times: int = 4) -> int:
     """Updates between validations, for ``times`` validations per run."""
     return max(1, updates // times)
 
 
-def _validation(updates: int, times: int = 4) -> List[str]:
-    """Validate ``times`` times per run, on update counts (epochs of tiny corpora are short)."""
-    return ["--validate-interval", "1000000",
-            "--validate-interval-updates", str(_validation_interval(updates, times))]
-
-
-def _train_stage(name, layout, preset, data, updates, flags, inputs=(), after=(),
-                 save_interval=None) -> Stage:
+def _train_stage(name, layout, preset, data, updates, flags, validate_every, save_every,
+                 inputs=(), after=()) -> Stage:
     """A fairseq-train stage of this seed's chain (``name`` and ``inputs`` without the prefix),
-    saving every ``save_interval`` updates (default: the preset's ``save_interval_updates``)."""
+    validating every ``validate_every`` updates (on update counts: epochs of tiny corpora are
+    short) and saving every ``save_every``."""
     save = layout.chain_path(name)
-    every = preset.save_interval_updates if save_interval is None else save_interval
-    argv = ["fairseq-train", data, *flags, *_fairseq_common(layout, preset, save, updates, every)]
+    validation = ["--validate-interval", "1000000",
+                  "--validate-interval-updates", str(validate_every)]
+    argv = ["fairseq-train", data, *flags, *validation,
+            *_fairseq_common(layout, preset, save, updates, save_every)]
     last = os.path.join(save, "checkpoint_last.pt")
     return Stage(layout.name(name), save, [Command(argv, trains=(last, updates))], [last],
                  inputs=list(inputs), after=list(after))
@@ -320,8 +318,8 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         stages.append(_train_stage(
             f"pretrain/{q}", layout, preset, corpus, preset.pretrain_updates,
             ["--task", "vqw2v_pretraining", "--arch", preset.pretrain_arch[q], "--vq-type", vq_type,
-             "--criterion", "vqw2v_contrastive", *preset.pretrain_flags,
-             *_validation(preset.pretrain_updates)],
+             "--criterion", "vqw2v_contrastive", *preset.pretrain_flags],
+            _validation_interval(preset.pretrain_updates), preset.save_interval_updates,
             inputs=corpus_inputs,
         ))
 
@@ -351,8 +349,8 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         stages.append(_train_stage(
             f"bert/{u}", layout, preset, P("units", u), preset.bert_updates,
             ["--task", "unit_mlm", "--arch", preset.bert_arch[u], "--criterion", "span_mlm",
-             *preset.bert_flags, "--total-num-update", str(preset.bert_updates),
-             *_validation(preset.bert_updates)],
+             *preset.bert_flags, "--total-num-update", str(preset.bert_updates)],
+            _validation_interval(preset.bert_updates), preset.save_interval_updates,
             inputs=[N(f"units/{u}")],
         ))
     # cached acoustic-model inputs: wav2vec's c, and BERT features of each unit inventory
@@ -392,6 +390,9 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         "logmel_kmeans_bert": cached(LOGMEL_UNITS),
     }
     kinds = {"logmel": "logmel", "wav2vec": "wav2vec", "gumbel": "units", "kmeans": "units"}
+    # fairseq moves checkpoint_best.pt only when it saves: a save at every validation makes the
+    # decoded checkpoint the best of all of them, as the curves show
+    am_every = _validation_interval(preset.am_updates, preset.am_validations)
     for labels in layout.labels:
         # letters: the best checkpoint by LER, not WER. While a model cannot spell yet, its WER
         # exceeds 100 (inserted words) and the all-blank model of the first updates (WER 100)
@@ -404,13 +405,10 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                 ["--task", "vqw2v_asr", "--labels", labels, "--input", kinds.get(system, "bert"),
                  *flags, "--arch", preset.am_arch[labels], "--criterion", "ctc_asr",
                  *preset.am_flags, "--lr", str(preset.am_lr[f"{labels}/{system}"]),
-                 "--best-checkpoint-metric", metric,
-                 *_validation(preset.am_updates, preset.am_validations)],
+                 "--best-checkpoint-metric", metric],
+                am_every, am_every,
                 inputs=corpus_inputs + inputs,
                 after=[] if writes_dict else [f"am/{labels}/logmel"],
-                # fairseq moves checkpoint_best.pt only when it saves: a save at every validation
-                # makes the decoded checkpoint the best of all of them, as the curves show
-                save_interval=_validation_interval(preset.am_updates, preset.am_validations),
             ))
 
     # 5. language models from the corpus's LM text (shared by every seed's chain)
