@@ -44,13 +44,14 @@ def test_dry_run_writes_every_row(tmp_path, capsys):
     assert sorted(stages) == sorted(expected)
     for vq_type in ("none", "gumbel", "kmeans"):
         assert f"--vq-type {vq_type} " in script
-    assert script.count("fairseq-train ") == 3 + 3 + 14 + 1
-    assert script.count("--task vqw2v_asr --labels ltr") == 7 == script.count("--task vqw2v_asr --labels phn")
+    rows = len(SYSTEMS)
+    assert script.count("fairseq-train ") == 3 + 3 + 2 * rows + 1
+    assert script.count("--task vqw2v_asr --labels ltr") == rows == script.count("--task vqw2v_asr --labels phn")
     assert script.count("fairseq_vqw2v.cli.quantize") == 2 and script.count("--report") == 2
     # letters: greedy + 4-gram on valid and test for every system; phones greedy; char LM on one
-    assert script.count("--decoder viterbi") == 2 * 14
-    assert script.count("--decoder kenlm --results-path") == 2 * 7
-    assert script.count("fairseq_vqw2v.cli.tune") == 7 + 1
+    assert script.count("--decoder viterbi") == 2 * 2 * rows
+    assert script.count("--decoder kenlm --results-path") == 2 * rows
+    assert script.count("fairseq_vqw2v.cli.tune") == rows + 1
     assert script.count("--decoder charlm --results-path") == 2
     assert "--task language_modeling --arch fconv_lm" in script
     assert "fairseq_vqw2v.reproduce.logmel_units" in script
@@ -58,6 +59,9 @@ def test_dry_run_writes_every_row(tmp_path, capsys):
     assert script.count("fairseq_vqw2v.cli.featurize") == 4 * 3
     assert script.count("--input wav2vec --features") == 2 == script.count("--input bert --features") / 3
     assert "--input bert --units-dir" not in script and "--upstream" not in script
+    # every BERT row has its units as a row of their own, the log-mel k-means units included
+    for units in ("gumbel", "kmeans", "logmel_kmeans"):
+        assert script.count(f"--input units --units-dir {tmp_path}/res/units/{units} ") == 2
 
 
 def test_demo_is_the_letters_table_and_a_subset_of_the_full_run(tmp_path):
@@ -256,6 +260,10 @@ def test_tables_from_scored_generate_outputs(tmp_path):
     wav2vec = next(line for line in text.split("## Table 2")[1].splitlines() if line.startswith("| wav2vec"))
     assert wav2vec == "| wav2vec (continuous) | - (12.90) | - (14.70) |"
     assert "| gumbel | 212 | 102400 | 19.5 | 1664 | 0.31 | 0.42 | 0.25 |" in text
+    ablation = text.split("## BERT ablation")[1].split("\n## ")[0]
+    assert [line.split(" | ")[0][2:] for line in ablation.splitlines() if line.startswith("| ")][1:] == [
+        ROW_NAMES[s] for s in ("gumbel", "gumbel_bert", "kmeans", "kmeans_bert", "logmel_kmeans",
+                               "logmel_kmeans_bert")]  # each BERT below the units it reads
     assert "| **total** | 42 |" in text
     for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
@@ -303,7 +311,7 @@ def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
     for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("reproduce done in") and "44 stages run, 0 skipped" in summary
+    assert summary.startswith("reproduce done in") and "48 stages run, 0 skipped" in summary
 
     # unchanged rerun: nothing runs; a changed AM setting reruns that AM and its decoding only
     assert main(argv + ["--stages", "decode/phn/logmel"]) == 0

@@ -41,9 +41,11 @@ SYSTEMS = {
     "gumbel_bert": "BERT on Gumbel units",
     "kmeans": "vq-wav2vec k-means units",
     "kmeans_bert": "BERT on k-means units",
+    "logmel_kmeans": "log-mel k-means units",
     "logmel_kmeans_bert": "BERT on log-mel k-means units",
 }
-"""Acoustic-model inputs: the rows of the paper's tables, and BERT on the log-mel baseline units."""
+"""Acoustic-model inputs: the rows of the paper's tables, and the log-mel baseline units with and
+without a BERT (every BERT row beside the units it reads)."""
 
 DEMO_SYSTEMS = ("logmel", "wav2vec", "gumbel", "gumbel_bert")
 """The rows ``make demo`` runs: the paper's letters table (Table 1) without the k-means rows."""
@@ -144,10 +146,10 @@ EMBEDDED = Preset(
     # (docs/reproducing.md, "The acoustic models' learning rate")
     am_lr={"ltr/logmel": "8e-3", "ltr/wav2vec": "4e-3", "ltr/gumbel": "8e-3",
            "ltr/gumbel_bert": "4e-3", "ltr/kmeans": "8e-3", "ltr/kmeans_bert": "4e-3",
-           "ltr/logmel_kmeans_bert": "8e-3",
+           "ltr/logmel_kmeans": "4e-3", "ltr/logmel_kmeans_bert": "8e-3",
            "phn/logmel": "8e-3", "phn/wav2vec": "4e-3", "phn/gumbel": "8e-3",
            "phn/gumbel_bert": "8e-3", "phn/kmeans": "4e-3", "phn/kmeans_bert": "8e-3",
-           "phn/logmel_kmeans_bert": "8e-3"},
+           "phn/logmel_kmeans": "8e-3", "phn/logmel_kmeans_bert": "8e-3"},
     am_validations=8,
     # every BERT layer (the embeddings' output included), weighted by the acoustic model: on
     # the demo's units the final layer alone lost to the units (README, "Findings")
@@ -387,9 +389,11 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         "gumbel_bert": cached("gumbel"),
         "kmeans": (["--units-dir", P("units", "kmeans")], [N("units/kmeans")]),
         "kmeans_bert": cached("kmeans"),
+        LOGMEL_UNITS: (["--units-dir", P("units", LOGMEL_UNITS)], [N(f"units/{LOGMEL_UNITS}")]),
         "logmel_kmeans_bert": cached(LOGMEL_UNITS),
     }
-    kinds = {"logmel": "logmel", "wav2vec": "wav2vec", "gumbel": "units", "kmeans": "units"}
+    kinds = {"logmel": "logmel", "wav2vec": "wav2vec", "gumbel": "units", "kmeans": "units",
+             LOGMEL_UNITS: "units"}
     # fairseq moves checkpoint_best.pt only when it saves: a save at every validation makes the
     # decoded checkpoint the best of all of them, as the curves show
     am_every = _validation_interval(preset.am_updates, preset.am_validations)

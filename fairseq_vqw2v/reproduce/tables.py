@@ -27,6 +27,7 @@ ROW_NAMES = {
     "gumbel_bert": "Gumbel + BERT",
     "kmeans": "vq-wav2vec k-means",
     "kmeans_bert": "k-means + BERT",
+    "logmel_kmeans": "log-mel k-means (not in the paper)",
     "logmel_kmeans_bert": "log-mel k-means + BERT (not in the paper)",
     f"{CHARLM_SYSTEM}_charlm": "Gumbel + BERT, char ConvLM",
 }
@@ -107,10 +108,10 @@ def timit_table(results: Dict) -> List[str]:
 
 def bert_ablation_table(letters: Dict, phones: Dict) -> List[str]:
     """What a BERT adds on each unit inventory: test WER without and with the 4-gram, test PER."""
-    pairs = [("gumbel", "gumbel_bert"), ("kmeans", "kmeans_bert"), (None, "logmel_kmeans_bert")]
+    pairs = [("gumbel", "gumbel_bert"), ("kmeans", "kmeans_bert"), (LOGMEL_UNITS, "logmel_kmeans_bert")]
     rows = []
     for plain, bert in pairs:
-        for system in ([plain] if plain else []) + [bert]:
+        for system in (plain, bert):
             cells = []
             for decoder in ("viterbi", "kenlm"):
                 rates = letters.get(system, {}).get(decoder, {}).get("test")
