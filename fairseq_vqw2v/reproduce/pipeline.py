@@ -151,8 +151,9 @@ EMBEDDED = Preset(
            "phn/gumbel_bert": "8e-3", "phn/kmeans": "4e-3", "phn/kmeans_bert": "8e-3",
            "phn/logmel_kmeans": "8e-3", "phn/logmel_kmeans_bert": "8e-3"},
     am_validations=8,
-    # every BERT layer (the embeddings' output included), weighted by the acoustic model: on
-    # the demo's units the final layer alone lost to the units (README, "Findings")
+    # every BERT layer (the embeddings' output included), weighted by the acoustic model as in
+    # s3prl's featurizer; on the demo's units the final layer or the embeddings' output alone is
+    # level with it within one seed's noise (docs/reproducing.md, "Levers for the BERT rows")
     featurize_flags=["--layers", "all"],
     beam=50,
     lm_weights="0.5,1,2,3",
