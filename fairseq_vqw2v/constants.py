@@ -15,3 +15,7 @@ default): the manifest checks take its receptive field (465 samples) as the shor
 
 WORD_BOUNDARY = "|"
 """Word separator in letter targets (fairseq's `.ltr` convention, also the CTC silence token)."""
+
+PRETRAIN_SPLIT = "pretrain"
+"""The embedded corpus's split for the self-supervised stages when it has unlabeled audio
+(``manifests.synth --unlabeled-hours``): train's audio and the unlabeled hours."""

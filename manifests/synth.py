@@ -1,6 +1,7 @@
 """Builds the embedded spoken-English corpus with Debian's flite: deterministic, no download.
 
-    python -m manifests.synth --out DIR [--hours 1.0] [--seed 1] [--jobs N] [--lm-words N]
+    python -m manifests.synth --out DIR [--hours 1.0] [--seed 1] [--jobs N] [--lm-words N] \
+        [--unlabeled-hours H]
 
 Sentences come from ``manifests.synth_text`` (WordNet, KJV Bible, fortunes; normalised to
 lowercase letters and apostrophes, 4-20 words: utterances of 1-10 s, 3.3 s on average). Each
@@ -15,10 +16,17 @@ valid, the rest to train); each split reads its stream until it holds the asked 
 same voices as train (four voices are too few to hold one out), but never a train sentence; the
 LM text excludes every valid and test sentence.
 
+``--unlabeled-hours H`` adds audio for the self-supervised stages only, as the paper pretrained on
+far more audio than its acoustic models had labeled: H more hours read from train's stream after
+its last labeled sentence (``wav/unlabeled/``), and a split ``pretrain`` that lists train's audio
+and those hours. The labeled splits are the same files as without it.
+
 Layout written under DIR::
 
     wav/{split}/{index:06d}-{voice}.wav      16 kHz mono, 16-bit
-    {split}.tsv .wrd .ltr .phn               fairseq manifest and aligned labels (train/valid/test)
+    {split}.tsv .wrd .ltr .phn               fairseq manifest and aligned labels (train/valid/test,
+                                             and pretrain with --unlabeled-hours: its labels serve
+                                             the unit report; no acoustic model reads them)
     {split}.align                            phone alignment: per manifest line, flite's segments
                                              ``phone:end_seconds`` (``pau:0.184 dh:0.233 ...``)
     lm/lm.txt                                one normalised sentence per line (all sources, about
@@ -50,7 +58,7 @@ from typing import List, NamedTuple, Tuple
 import soundfile as sf
 from tqdm import tqdm
 
-from fairseq_vqw2v.constants import SAMPLE_RATE
+from fairseq_vqw2v.constants import PRETRAIN_SPLIT, SAMPLE_RATE
 from fairseq_vqw2v.data.alignments import format_alignment
 from fairseq_vqw2v.data.manifest import write_split
 from fairseq_vqw2v.data.text_norm import words_to_letters
@@ -63,6 +71,7 @@ STRETCH_RANGE = (0.85, 1.2)
 F0_SHIFT_RANGE = (0.85, 1.2)
 MIN_WORDS, MAX_WORDS = 4, 20
 SPLITS = ("train", "valid", "test")
+UNLABELED = "unlabeled"
 HELD_OUT_EVERY = 24
 EVAL_HOURS_FRACTION = 1 / 12
 SILENCE_PHONE = "pau"
@@ -231,6 +240,19 @@ def lexicon_lines(lines):
     return [f"{w}\t{words_to_letters(w)}" for w in vocab]
 
 
+def written_splits(unlabeled_hours):
+    """The manifest splits a corpus holds."""
+    return SPLITS + ((PRETRAIN_SPLIT,) if unlabeled_hours else ())
+
+
+def wav_counts(splits_meta):
+    """Files expected in each ``wav/`` folder: the pretrain split's are train's and unlabeled's."""
+    counts = {s: splits_meta[s]["utterances"] for s in SPLITS}
+    if PRETRAIN_SPLIT in splits_meta:
+        counts[UNLABELED] = splits_meta[PRETRAIN_SPLIT]["utterances"] - counts["train"]
+    return counts
+
+
 def is_complete(out, params):
     """True if out holds a finished corpus built with exactly these parameters."""
     try:
@@ -238,24 +260,29 @@ def is_complete(out, params):
             meta = json.load(f)
     except (OSError, ValueError):
         return False
-    if meta.get("params") != params or set(meta.get("splits", ())) != set(SPLITS):
+    splits = written_splits(params.get("unlabeled_hours"))
+    if meta.get("params") != params or set(meta.get("splits", ())) != set(splits):
         return False
-    for split in SPLITS:
+    for split in splits:
         for ext in ("tsv", "wrd", "ltr", "phn", "align"):
             if not os.path.exists(os.path.join(out, f"{split}.{ext}")):
                 return False
-        wav_dir = os.path.join(out, "wav", split)
-        expected = meta["splits"][split].get("utterances")
+    for folder, expected in wav_counts(meta["splits"]).items():
+        wav_dir = os.path.join(out, "wav", folder)
         if not os.path.isdir(wav_dir) or len(os.listdir(wav_dir)) != expected:
             return False
     return all(os.path.exists(os.path.join(out, "lm", n)) for n in ("lm.txt", "lexicon.txt"))
 
 
-def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
+def build(out, hours=1.0, seed=1, jobs=None, lm_words=0, unlabeled_hours=0.0):
     """Builds (or confirms) the corpus in out and returns the corpus.json contents."""
     if hours <= 0:
         raise ValueError(f"--hours must be positive, got {hours}")
+    if unlabeled_hours < 0:
+        raise ValueError(f"--unlabeled-hours must not be negative, got {unlabeled_hours}")
     params = {"hours": hours, "seed": seed, "lm_words": lm_words, "version": FORMAT_VERSION}
+    if unlabeled_hours:  # absent otherwise, so that corpora built before the option stay complete
+        params["unlabeled_hours"] = unlabeled_hours
     out = os.path.abspath(out)
     if is_complete(out, params):
         with open(os.path.join(out, "corpus.json")) as f:
@@ -268,6 +295,11 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
     # A rebuild must never look complete until it is.
     if os.path.exists(os.path.join(out, "corpus.json")):
         os.remove(os.path.join(out, "corpus.json"))
+    if not unlabeled_hours:  # an earlier build's unlabeled audio would be stale
+        shutil.rmtree(os.path.join(out, "wav", UNLABELED), ignore_errors=True)
+        for ext in ("tsv", "wrd", "ltr", "phn", "align"):
+            if os.path.exists(os.path.join(out, f"{PRETRAIN_SPLIT}.{ext}")):
+                os.remove(os.path.join(out, f"{PRETRAIN_SPLIT}.{ext}"))
     start = time.time()
 
     sentences, source_counts = load_sentences()
@@ -278,6 +310,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
         "train": hours * 3600,
         "valid": hours * 3600 * EVAL_HOURS_FRACTION,
         "test": hours * 3600 * EVAL_HOURS_FRACTION,
+        UNLABELED: unlabeled_hours * 3600,
     }
 
     wav_root = os.path.join(out, "wav")
@@ -291,12 +324,18 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
             results[split] = synthesize_split(
                 executor, jobs, split, streams[split], targets[split], seed, wav_root, bar
             )
+        if unlabeled_hours:
+            after_train = streams["train"][len(results["train"]):]
+            results[UNLABELED] = synthesize_split(
+                executor, jobs, UNLABELED, after_train, targets[UNLABELED], seed, wav_root, bar
+            )
+            results[PRETRAIN_SPLIT] = results["train"] + results.pop(UNLABELED)
     synth_seconds = time.time() - synth_start
     # flite's time counts as the children's; the first four fields are user/system, self/children.
     synth_cpu = sum(e - s for e, s in zip(os.times()[:4], cpu_start[:4]))
 
     splits_meta = {}
-    for split in SPLITS:
+    for split in written_splits(unlabeled_hours):
         done = results[split]
         texts = [r.utterance.text for r in done]
         write_split(
@@ -323,7 +362,8 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0):
     train_texts = [r.utterance.text for r in results["train"]]
     write_text(os.path.join(out, "lm", "lexicon.txt"), lexicon_lines(lm_lines + train_texts))
 
-    audio_seconds = sum(r.num_samples for split in SPLITS for r in results[split]) / SAMPLE_RATE
+    audio_splits = (PRETRAIN_SPLIT, "valid", "test") if unlabeled_hours else SPLITS
+    audio_seconds = sum(r.num_samples for s in audio_splits for r in results[s]) / SAMPLE_RATE
     meta = {
         "params": params,
         "voices": list(VOICES),
@@ -353,9 +393,12 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=None, help="parallel flite runs (cpu count)")
     parser.add_argument("--lm-words", type=int, default=0,
                         help="cap the LM text at this many words (0: all, about 2.4 M)")
+    parser.add_argument("--unlabeled-hours", type=float, default=0.0,
+                        help="this much more train-like audio, in a split 'pretrain' with train's, "
+                             "for the self-supervised stages")
     args = parser.parse_args(argv)
     try:
-        meta = build(args.out, args.hours, args.seed, args.jobs, args.lm_words)
+        meta = build(args.out, args.hours, args.seed, args.jobs, args.lm_words, args.unlabeled_hours)
     except (SynthError, TextSourceError, ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     sizes = ", ".join(

@@ -186,3 +186,20 @@ def test_unit_mlm_masks_80_10_10_in_training_mask_only_on_valid_and_can_dedup(tm
     for i, line in enumerate(lines):
         merged = [t for k, t in enumerate(line) if k == 0 or t != line[k - 1]]
         assert dedup_task.dictionary.string(units[i]).split() == merged
+
+
+def test_unit_mlm_trains_on_the_train_subset_whatever_its_name(tmp_path):
+    """``--train-subset pretrain`` (a split of more audio than train's): that split gets the
+    training objective, crops and order; every other split, train included, is evaluated."""
+    vocab = [f"{i}-0" for i in range(6)]
+    lines = [[vocab[k % 6] for k in range(n)] for n in (40, 90, 60)]
+    for split in ("pretrain", "train"):
+        _write_units(tmp_path, split, lines, vocab)
+    task = UnitMlmTask.setup_task(UnitMlmConfig(data=str(tmp_path), seed=1, train_subset="pretrain"))
+    for split in ("pretrain", "train"):
+        task.load_dataset(split)
+    pretrain, train = task.dataset("pretrain"), task.dataset("train")
+    assert (pretrain.leave_unmasked_prob, pretrain.random_token_prob) == (0.1, 0.1)
+    assert pretrain.random_crop and pretrain.shuffle
+    assert (train.leave_unmasked_prob, train.random_token_prob) == (0.0, 0.0)
+    assert not train.random_crop and not train.shuffle

@@ -124,6 +124,34 @@ def test_acoustic_models_save_at_every_validation(tmp_path, capsys):
     assert len(intervals) > len(ams) and others == {EMBEDDED.save_interval_updates}
 
 
+def test_unlabeled_hours_feed_only_the_self_supervised_stages(tmp_path, capsys):
+    """With unlabeled audio, pretraining, the units' k-means fit and the BERTs train on the
+    corpus's pretrain split and every unit inventory covers it; the acoustic models' commands are
+    those of the run without it. Without it no command names the split (hashes unchanged)."""
+    def commands(*sets):
+        assert main(["--out", str(tmp_path), "--dry-run", *sets]) == 0
+        capsys.readouterr()
+        script = (tmp_path / "commands.sh").read_text()
+        return dict(re.findall(r"^# == (\S+)\n(.*?)(?=^# == |\Z)", script, re.M | re.S))
+
+    plain, more = commands(), commands("--set", "unlabeled_hours=3")
+    assert not re.search(r"--train-subset|--unlabeled-hours|pretrain,|--fit-split", " ".join(plain.values()))
+    assert "--unlabeled-hours 3" in more["corpus"]
+    ssl = [k for k in more if k.split("/")[0] in ("pretrain", "bert")]
+    assert len(ssl) == 6 and all(more[k].count("--train-subset pretrain") == 1 for k in ssl)
+    for units in ("units/gumbel", "units/kmeans", "units/logmel_kmeans"):
+        assert "--splits pretrain,train,valid,test" in more[units]
+    assert "--fit-split pretrain" in more["units/logmel_kmeans"]
+    changed = {k for k in plain if plain[k] != more[k]}
+    assert changed == {"corpus"} | set(ssl) | {f"units/{u}" for u in ("gumbel", "kmeans", "logmel_kmeans")}
+    # a prepared corpus brings its own splits: the option that builds one is refused there
+    data = tmp_path / "data"
+    write_letter_corpus(str(data))
+    assert main(["--out", str(tmp_path / "o"), "--manifest-dir", str(data), "--dry-run",
+                 "--set", "unlabeled_hours=3"]) == 2
+    assert "unlabeled_hours adds audio to the embedded corpus" in capsys.readouterr().err
+
+
 def test_stages_selects_with_what_they_need(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--dry-run", "--stages", "bert/kmeans"]) == 0
     stages = re.findall(r"^# == (\S+)$", (tmp_path / "commands.sh").read_text(), re.M)

@@ -132,6 +132,32 @@ def test_rebuild_with_other_size_leaves_no_stale_files(tmp_path):
     assert len(os.listdir(tmp_path / "wav" / "train")) == after
 
 
+def test_unlabeled_hours_add_a_pretrain_split_and_leave_the_labeled_ones(corpora, tmp_path):
+    """The unlabeled audio follows train's last sentence in its stream, so the labeled splits are
+    the files of the corpus without it; ``pretrain`` lists train's audio, then the unlabeled."""
+    meta = synth.build(str(tmp_path), hours=HOURS, seed=1, jobs=2, lm_words=LM_WORDS,
+                       unlabeled_hours=HOURS)
+    assert meta["splits"].keys() == {"train", "valid", "test", "pretrain"}
+    labeled = file_hashes(corpora / "a")
+    assert {n: h for n, h in file_hashes(tmp_path).items() if n in labeled} == labeled
+    train = read_manifest(str(tmp_path / "train.tsv")).entries
+    pretrain = read_manifest(str(tmp_path / "pretrain.tsv")).entries
+    unlabeled = pretrain[len(train):]
+    assert pretrain[:len(train)] == train and unlabeled
+    assert all(rel.startswith("unlabeled/") for rel, _ in unlabeled)
+    assert len(os.listdir(tmp_path / "wav" / "unlabeled")) == len(unlabeled)
+    assert HOURS * 3600 <= sum(n for _, n in unlabeled) / SAMPLE_RATE < HOURS * 3600 + 10
+    words = read_lines(tmp_path / "pretrain.wrd")
+    assert len(words) == len(pretrain) == len(read_lines(tmp_path / "pretrain.align"))
+    held_out = set(read_lines(tmp_path / "valid.wrd")) | set(read_lines(tmp_path / "test.wrd"))
+    assert not held_out & set(words) and not set(words[:len(train)]) & set(words[len(train):])
+    assert synth.build(str(tmp_path), hours=HOURS, seed=1, jobs=2, lm_words=LM_WORDS,
+                       unlabeled_hours=HOURS)["skipped"]
+    # the parameters without unlabeled audio are another corpus: rebuilt, and complete as before
+    assert not synth.build(str(tmp_path), hours=HOURS, seed=1, jobs=2, lm_words=LM_WORDS)["skipped"]
+    assert file_hashes(tmp_path) == labeled
+
+
 def test_default_lm_text_has_a_million_words():
     sentences, counts = load_sentences()
     assert set(counts) == {"wordnet", "bible", "fortunes"} and min(counts.values()) > 10000

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
+from ..constants import PRETRAIN_SPLIT
 from ..data.labels import LABEL_KINDS
 from .stages import Command, Stage
 
@@ -103,6 +104,9 @@ class Preset:
     """Extra flags of the lm CLI (``--discount-fallback`` for a tiny LM text)."""
     corpus_lm_words: int = 0
     """Words of LM text the embedded corpus writes (0: all of its sources, about 2.4 M)."""
+    unlabeled_hours: float = 0.0
+    """Hours of unlabeled audio the embedded corpus adds for pretraining and the BERTs (its
+    ``pretrain`` split: train's audio and these hours); the acoustic models still train on train."""
 
     def settings(self) -> Dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "description"}
@@ -306,12 +310,23 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
     first = not layout.chain
     P, N = layout.chain_path, layout.name  # this chain's paths and stage names
     corpus_inputs = ["corpus"] if layout.embedded else []
+    # the self-supervised stages' train split, and the flags that select it (none for train, so
+    # that runs without unlabeled audio keep their commands and hashes)
+    unlabeled = preset.unlabeled_hours > 0
+    if unlabeled and not layout.embedded:
+        raise ValueError("unlabeled_hours adds audio to the embedded corpus; with --manifest-dir, "
+                         "train pretraining and the BERTs on a split of their own with fairseq's "
+                         "--train-subset (docs/pipeline.md, Manifests)")
+    ssl_split = PRETRAIN_SPLIT if unlabeled else "train"
+    ssl_subset = ["--train-subset", ssl_split] if unlabeled else []
+    unit_splits = ((PRETRAIN_SPLIT,) if unlabeled else ()) + SPLITS
     if layout.embedded and first:
         stages.append(Stage(
             "corpus", corpus,
             [Command(["python", "-m", "manifests.synth", "--out", corpus, "--hours",
                       str(preset.corpus_hours), "--seed", str(layout.seed),
-                      "--lm-words", str(preset.corpus_lm_words)])],
+                      "--lm-words", str(preset.corpus_lm_words),
+                      *(["--unlabeled-hours", str(preset.unlabeled_hours)] if unlabeled else [])])],
             [os.path.join(corpus, "corpus.json")],
         ))
 
@@ -321,7 +336,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         stages.append(_train_stage(
             f"pretrain/{q}", layout, preset, corpus, preset.pretrain_updates,
             ["--task", "vqw2v_pretraining", "--arch", preset.pretrain_arch[q], "--vq-type", vq_type,
-             "--criterion", "vqw2v_contrastive", *preset.pretrain_flags],
+             "--criterion", "vqw2v_contrastive", *preset.pretrain_flags, *ssl_subset],
             _validation_interval(preset.pretrain_updates), preset.save_interval_updates,
             inputs=corpus_inputs,
         ))
@@ -333,7 +348,8 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
             N(f"units/{q}"), dest,
             [Command(["python", "-m", "fairseq_vqw2v.cli.quantize", "--checkpoint",
                       P("pretrain", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
-                      "--splits", ",".join(SPLITS), "--dest", dest, "--device", device, "--report"])],
+                      "--splits", ",".join(unit_splits), "--dest", dest, "--device", device,
+                      "--report"])],
             [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
             inputs=[N(f"pretrain/{q}")],
         ))
@@ -341,8 +357,9 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
     stages.append(Stage(
         N(f"units/{LOGMEL_UNITS}"), dest,
         [Command(["python", "-m", "fairseq_vqw2v.reproduce.logmel_units", "--manifest-dir", corpus,
-                  "--splits", ",".join(SPLITS), "--dest", dest, "--seed", str(layout.seed),
-                  "--clusters-like", P("units", "gumbel", "train.usage.json")])],
+                  "--splits", ",".join(unit_splits), "--dest", dest, "--seed", str(layout.seed),
+                  "--clusters-like", P("units", "gumbel", "train.usage.json"),
+                  *(["--fit-split", ssl_split] if unlabeled else [])])],
         [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
         inputs=[N("units/gumbel")],
     ))
@@ -352,7 +369,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         stages.append(_train_stage(
             f"bert/{u}", layout, preset, P("units", u), preset.bert_updates,
             ["--task", "unit_mlm", "--arch", preset.bert_arch[u], "--criterion", "span_mlm",
-             *preset.bert_flags, "--total-num-update", str(preset.bert_updates)],
+             *preset.bert_flags, "--total-num-update", str(preset.bert_updates), *ssl_subset],
             _validation_interval(preset.bert_updates), preset.save_interval_updates,
             inputs=[N(f"units/{u}")],
         ))

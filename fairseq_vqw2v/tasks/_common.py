@@ -47,6 +47,7 @@ class TrainingTaskConfig(FairseqDataclass):
     bf16: bool = II("common.bf16")
     fp16: bool = II("common.fp16")
     amp: bool = II("common.amp")
+    train_subset: str = II("dataset.train_subset")
 
 
 def _resolved(cfg, name: str):
@@ -57,6 +58,13 @@ def _resolved(cfg, name: str):
     except InterpolationResolutionError:
         return None
     return None if isinstance(value, str) and "${" in value else value
+
+
+def is_train_split(cfg, split: str) -> bool:
+    """Whether fairseq-train trains on ``split`` (``--train-subset``, any name: a pretraining
+    split of more audio than train's, say); "train" where nothing resolves the option (a
+    checkpoint's task config loaded for decoding)."""
+    return split == (_resolved(cfg, "train_subset") or "train")
 
 
 def check_training_run(cfg) -> None:

@@ -48,7 +48,7 @@ from ..decoding.factory import build_decoder
 from ..decoding.scoring import ErrorRates
 from ..models.frontends import INPUT_KINDS, FrontendSpec, input_source
 from ..models.w2l_ctc import W2lCtcModel, fill_missing_options
-from ._common import AutocastTask, TrainingTaskConfig, check_training_run
+from ._common import AutocastTask, TrainingTaskConfig, check_training_run, is_train_split
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class AsrTask(AutocastTask):
         else:
             source = AudioSource(manifest_path, self.cfg.sample_rate)
         self.datasets[split] = AsrDataset(
-            source, targets, self.dictionary.pad(), shuffle=split.startswith("train")
+            source, targets, self.dictionary.pad(), shuffle=is_train_split(self.cfg, split)
         )
         logger.info(f"{split}: {len(targets)} utterances, {int(source.frames.sum())} frames "
                     f"({kind}), {sum(len(t) for t in targets)} labels")

@@ -32,7 +32,7 @@ from ..data.unit_dataset import SpanMaskedUnitDataset, UnitDataset, load_units
 from ..data.unit_files import add_mask, dictionary_state, load_unit_dictionary
 from ..models.unit_bert import UNIT_DICTIONARY_STATE
 from ..models.unit_bert import UnitBertModel
-from ._common import AutocastTask, TrainingTaskConfig, check_training_run
+from ._common import AutocastTask, TrainingTaskConfig, check_training_run, is_train_split
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,7 @@ class UnitMlmTask(AutocastTask):
             frames = int(units.sizes.sum())
             units = (units if isinstance(units, UnitDataset) else UnitDataset.of(units)).deduplicated()
             logger.info(f"{split}: de-duplicated {frames} frames into {int(units.sizes.sum())} units")
-        # fairseq does not tell a task which split trains; its convention is the name "train*"
-        train = split.startswith("train")
+        train = is_train_split(self.cfg, split)
         self.datasets[split] = SpanMaskedUnitDataset(
             units,
             self.dictionary,
