@@ -72,6 +72,8 @@ F0_SHIFT_RANGE = (0.85, 1.2)
 MIN_WORDS, MAX_WORDS = 4, 20
 SPLITS = ("train", "valid", "test")
 UNLABELED = "unlabeled"
+SPLIT_FILES = ("tsv", "wrd", "ltr", "phn", "align")
+"""The files ``{split}.{ext}`` every manifest split has."""
 HELD_OUT_EVERY = 24
 EVAL_HOURS_FRACTION = 1 / 12
 SILENCE_PHONE = "pau"
@@ -264,7 +266,7 @@ def is_complete(out, params):
     if meta.get("params") != params or set(meta.get("splits", ())) != set(splits):
         return False
     for split in splits:
-        for ext in ("tsv", "wrd", "ltr", "phn", "align"):
+        for ext in SPLIT_FILES:
             if not os.path.exists(os.path.join(out, f"{split}.{ext}")):
                 return False
     for folder, expected in wav_counts(meta["splits"]).items():
@@ -297,7 +299,7 @@ def build(out, hours=1.0, seed=1, jobs=None, lm_words=0, unlabeled_hours=0.0):
         os.remove(os.path.join(out, "corpus.json"))
     if not unlabeled_hours:  # an earlier build's unlabeled audio would be stale
         shutil.rmtree(os.path.join(out, "wav", UNLABELED), ignore_errors=True)
-        for ext in ("tsv", "wrd", "ltr", "phn", "align"):
+        for ext in SPLIT_FILES:
             if os.path.exists(os.path.join(out, f"{PRETRAIN_SPLIT}.{ext}")):
                 os.remove(os.path.join(out, f"{PRETRAIN_SPLIT}.{ext}"))
     start = time.time()
