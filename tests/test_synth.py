@@ -205,3 +205,9 @@ def test_missing_flite_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(synth.SynthError, match="install_system_deps"):
         build(tmp_path / "out")
+
+
+def test_negative_unlabeled_hours_is_a_clear_error_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="--unlabeled-hours must not be negative, got -1"):
+        synth.build(str(tmp_path / "c"), hours=HOURS, unlabeled_hours=-1)
+    assert not (tmp_path / "c").exists()
