@@ -262,6 +262,9 @@ def test_tables_from_scored_generate_outputs(tmp_path):
     for split in ("valid", "test"):
         _write_generate(out / "decode" / "phn" / "kmeans" / "viterbi" / f"generate-{split}.txt",
                         [("aa b k", "aa b"), ("d eh", "d eh")])
+        # a model still on CTC's all-blank plateau: one phone out for five
+        _write_generate(out / "decode" / "phn" / "kmeans_bert" / "viterbi" / f"generate-{split}.txt",
+                        [("aa b k", "aa"), ("d eh", "")])
     os.makedirs(out / "units" / "gumbel")
     (out / "units" / "gumbel" / "train.usage.json").write_text(json.dumps({
         "distinct_tokens": 212, "possible_tokens": 102400, "code_perplexity": 19.5, "bitrate": 1664.0,
@@ -293,6 +296,10 @@ def test_tables_from_scored_generate_outputs(tmp_path):
         ROW_NAMES[s] for s in ("gumbel", "gumbel_bert", "kmeans", "kmeans_bert", "logmel_kmeans",
                                "logmel_kmeans_bert")]  # each BERT below the units it reads
     assert "| **total** | 42 |" in text
+    # the plateau's row is named with its output; the k-means row (4 phones out for 5) is not
+    plateau = text.split("## Acoustic models still on CTC's all-blank plateau")[1].split("\n## ")[0]
+    assert [line for line in plateau.splitlines() if line.startswith("- ")] == [
+        "- k-means + BERT, first chain: test PER 80.00, its greedy output 0.20 phones per reference phone"]
     for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     assert results["gumbel_bert"]["kenlm"]["test"].wer == 50.0
@@ -376,6 +383,23 @@ def test_seeds_add_one_chain_per_seed_sharing_the_corpus_and_the_lms(tmp_path):
     stages = re.findall(r"^# == (\S+)$", (out / "commands.sh").read_text(), re.M)
     assert stages == ["corpus", "pretrain/gumbel", "units/gumbel", "bert/gumbel",
                       "seed2/pretrain/gumbel", "seed2/units/gumbel", "seed2/bert/gumbel"]
+    # a glob naming one chain selects in that chain alone
+    assert main(["--out", str(out), "--dry-run", "--seeds", "3", "--stages", "seed3/bert/gumbel"]) == 0
+    stages = re.findall(r"^# == (\S+)$", (out / "commands.sh").read_text(), re.M)
+    assert stages == ["corpus", "seed3/pretrain/gumbel", "seed3/units/gumbel", "seed3/bert/gumbel"]
+
+
+def test_plateau_notes_name_the_chain_and_only_models_below_the_ratio(tmp_path):
+    from fairseq_vqw2v.reproduce.tables import PLATEAU_OUTPUT_RATIO, plateau_notes
+
+    ref = "aa b k d"
+    for chain, hyp in (("", "aa b"), ("seed2", "aa")):  # 0.5 and 0.25 phones per reference phone
+        _write_generate(tmp_path / chain / "decode" / "phn" / "gumbel_bert" / "viterbi" / "generate-test.txt",
+                        [(ref, hyp)])
+    assert PLATEAU_OUTPUT_RATIO == 0.5  # the first chain is at the bound, not below it
+    assert plateau_notes(str(tmp_path), ["", "seed2"]) == [
+        "- Gumbel + BERT, seed2: test PER 75.00, its greedy output 0.25 phones per reference phone"]
+    assert plateau_notes(str(tmp_path), [""]) == []
 
 
 def test_seed_table_curves_and_unigram_perplexity(tmp_path):

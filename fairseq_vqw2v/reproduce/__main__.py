@@ -80,9 +80,11 @@ def corpus_summary(corpus: str) -> dict:
 
 
 def _for_seeds(patterns, seeds):
-    """``--stages`` globs for every chain: ``am/*`` also selects ``seed2/am/*`` and so on."""
+    """``--stages`` globs for every chain: ``am/*`` also selects ``seed2/am/*`` and so on; a glob
+    that names a chain itself (``seed3/am/*``) selects in that chain alone."""
     prefixes = [chain_name(seed, seeds[0]) for seed in seeds]
-    return [f"{p}/{g}" if p else g for g in patterns for p in prefixes
+    return [f"{p}/{g}" if p else g for g in patterns
+            for p in ([""] if g.startswith("seed") else prefixes)
             if not (p and g.split("/")[0] in ("corpus", "lm"))]
 
 
@@ -109,7 +111,8 @@ def parse_args(argv=None):
                         "acoustic-model row as mean and standard deviation over the chains; the "
                         "first chain is OUT/ itself, the others OUT/seed{s}/ (corpus and LMs shared)")
     parser.add_argument("--stages", help="comma-separated globs of stage names to run (with the "
-                        "stages they need), e.g. 'pretrain/*,units/*'")
+                        "stages they need), e.g. 'pretrain/*,units/*'; with --seeds a glob "
+                        "selects in every chain, 'seed3/am/*' in that chain alone")
     parser.add_argument("--demo", action="store_true",
                         help="only the letters table of `make demo` (systems "
                         f"{', '.join(DEMO_SYSTEMS)}; no LM and 4-gram LM): the same stages as "
