@@ -90,14 +90,18 @@ def test_required_frames_counts_blanks_between_repeats():
     assert required_frames(target, torch.tensor([5, 3])).tolist() == [5 + 3, 3]
 
 
-def test_infeasible_utterance_is_dropped_not_inf(corpus):
+def _valid_logmel_model(corpus):
+    """(task, valid dataset, a seeded log-mel model, its ctc_asr criterion) on the corpus."""
     root, _, _ = corpus
     task = task_for(root / "data")
     task.load_dataset("valid")
-    dataset = task.dataset("valid")
     torch.manual_seed(0)
     model = W2lCtcModel(W2lCtcConfig(input="logmel", upstream=None, bert=None), len(task.target_dictionary))
-    criterion = CtcAsrCriterion(CtcAsrConfig(), task)
+    return task, task.dataset("valid"), model, CtcAsrCriterion(CtcAsrConfig(), task)
+
+
+def test_infeasible_utterance_is_dropped_not_inf(corpus):
+    task, dataset, model, criterion = _valid_logmel_model(corpus)
     samples = [dataset[i] for i in range(3)]
     # 50 Hz emissions: a target of more labels than frames cannot be aligned
     frames = model.body.output_lengths(model.frontend.fbank.output_lengths(torch.tensor([len(samples[0]["source"])])))
@@ -114,6 +118,34 @@ def test_infeasible_utterance_is_dropped_not_inf(corpus):
     for row, n in zip(batch["target"], batch["target_lengths"].tolist()):
         refs.add(d.string(row[:n]), "")
     assert (log["u_total"], log["w_total"]) == (refs.units, refs.words)
+
+
+def test_valid_logs_the_output_ratio_zero_on_the_all_blank_plateau(corpus):
+    from fairseq import metrics
+
+    task, dataset, model, criterion = _valid_logmel_model(corpus)
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    model.eval()
+
+    def output_ratio(log):
+        with metrics.aggregate() as agg:
+            CtcAsrCriterion.reduce_metrics([log])
+            return agg.get_smoothed_values()["output_ratio"]
+
+    # every frame's best label the blank: the greedy output is empty
+    with torch.no_grad():
+        model.output.weight.zero_()
+        model.output.bias.fill_(0.0)
+        model.output.bias[criterion.blank] = 10.0
+    _, _, log = criterion(model, batch)
+    assert log["h_total"] == 0 and log["u_total"] > 0 and output_ratio(log) == 0.0
+    # a label other than the blank everywhere: one per run of frames, so far fewer than frames
+    with torch.no_grad():
+        model.output.bias[criterion.blank] = 0.0
+        model.output.bias[task.target_dictionary.index("a")] = 10.0
+    _, _, log = criterion(model, batch)
+    assert log["h_total"] > 0
+    assert output_ratio(log) == round(log["h_total"] / log["u_total"], 3)
 
 
 def test_frozen_upstreams_stay_out_of_the_checkpoint_and_in_eval_mode(corpus):

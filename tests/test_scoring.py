@@ -85,7 +85,20 @@ def test_merge_adds_counts_and_checks_kinds():
     with pytest.raises(ValueError, match="cannot merge letter and phone"):
         a + ErrorRates(unit_kind="phone")
     assert ErrorRates().wer is None and ErrorRates().uer is None
-    assert str(total) == "WER 33.33 (1/3), LER 16.67 (1/6)"
+    assert str(total) == "WER 33.33 (1/3), LER 16.67 (1/6), 6 letters output"
+
+
+def test_output_ratio_counts_what_the_hypotheses_emit():
+    # a model on CTC's all-blank plateau emits nothing: every reference unit is a deletion
+    silent = score([ltr("a b"), ltr("c")], ["", ""], "ltr")
+    assert (silent.uer, silent.output_ratio) == (100.0, 0.0)
+    # emitted units count after the scoring's normalisation (leading, doubled boundaries dropped)
+    rates = score([ltr("ab")], ["| a b c | |"], "ltr")
+    assert (rates.hyp_units, rates.units, rates.output_ratio) == (4, 3, 4 / 3)
+    # phones count after folding (q is deleted)
+    assert score(["sil aa b"], ["q aa"], "phn").output_ratio == 1 / 3
+    assert ErrorRates().output_ratio is None
+    assert (silent + rates).hyp_units == 4
 
 
 def test_tuning_search_ranks_points_and_formats_a_table():

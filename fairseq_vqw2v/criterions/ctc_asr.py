@@ -7,7 +7,9 @@ separate by a blank) is left out of the batch and counted (``dropped``), with a 
 inf or NaN loss.
 
 On valid (not in training) the criterion also decodes greedily and logs ``wer`` and ``ler``
-(letters) or ``per`` (phones, after 39-phone folding), so ``--best-checkpoint-metric wer`` works.
+(letters) or ``per`` (phones, after 39-phone folding), so ``--best-checkpoint-metric wer`` works,
+and ``output_ratio``, the units the greedy output holds per reference unit: near 1 once the model
+spells, near 0 while it is on CTC's all-blank plateau (the blank almost every frame's best label).
 """
 
 import logging
@@ -101,6 +103,7 @@ class CtcAsrCriterion(FairseqCriterion):
             "w_total": rates.words,
             "u_errors": rates.unit_errors,
             "u_total": rates.units,
+            "h_total": rates.hyp_units,
             "unit_kind_is_phone": int(self.unit_kind == "phone"),
         }
 
@@ -118,10 +121,11 @@ class CtcAsrCriterion(FairseqCriterion):
         if not any("u_total" in log for log in logging_outputs):
             return
         phones = total("unit_kind_is_phone") > 0
-        for key in ("w_errors", "w_total", "u_errors", "u_total"):
+        for key in ("w_errors", "w_total", "u_errors", "u_total", "h_total"):
             metrics.log_scalar(f"_{key}", total(key))
         unit = "per" if phones else "ler"
         metrics.log_derived(unit, lambda m: _percent(m["_u_errors"].sum, m["_u_total"].sum))
+        metrics.log_derived("output_ratio", lambda m: _ratio(m["_h_total"].sum, m["_u_total"].sum))
         if not phones:
             metrics.log_derived("wer", lambda m: _percent(m["_w_errors"].sum, m["_w_total"].sum))
 
@@ -132,3 +136,7 @@ class CtcAsrCriterion(FairseqCriterion):
 
 def _percent(errors, total):
     return round(100.0 * errors / total, 3) if total > 0 else float("nan")
+
+
+def _ratio(count, total):
+    return round(count / total, 3) if total > 0 else float("nan")

@@ -45,6 +45,8 @@ class ErrorRates:
     unit_errors: int = 0
     units: int = 0
     unit_kind: str = "letter"
+    hyp_units: int = 0
+    """Units of the hypotheses, scored as the references' (:attr:`output_ratio`)."""
 
     def __post_init__(self):
         if self.unit_kind not in LABEL_UNITS.values():
@@ -62,6 +64,7 @@ class ErrorRates:
         hyp_units = _units(hyp, self.unit_kind)
         self.unit_errors += editdistance.eval(ref_units, hyp_units)
         self.units += len(ref_units)
+        self.hyp_units += len(hyp_units)
         if self.unit_kind == "letter":
             ref_words = letters_to_words(ref.split()).split()
             hyp_words = letters_to_words(hyp.split()).split()
@@ -81,6 +84,13 @@ class ErrorRates:
         return 100.0 * self.unit_errors / self.units if self.units else None
 
     @property
+    def output_ratio(self) -> Optional[float]:
+        """Hypothesis units per reference unit; ``None`` before any reference. A trained CTC model
+        emits about as many as the references hold; one still on CTC's all-blank plateau, where
+        the blank is almost every frame's best label, emits almost none."""
+        return self.hyp_units / self.units if self.units else None
+
+    @property
     def unit_name(self) -> str:
         """``'LER'`` or ``'PER'``: how tables call :attr:`uer`."""
         return "LER" if self.unit_kind == "letter" else "PER"
@@ -95,6 +105,7 @@ class ErrorRates:
             unit_errors=self.unit_errors + other.unit_errors,
             units=self.units + other.units,
             unit_kind=self.unit_kind,
+            hyp_units=self.hyp_units + other.hyp_units,
         )
 
     __add__ = merge
@@ -104,7 +115,8 @@ class ErrorRates:
         if self.wer is not None:
             parts.append(f"WER {self.wer:.2f} ({self.word_errors}/{self.words})")
         if self.uer is not None:
-            parts.append(f"{self.unit_name} {self.uer:.2f} ({self.unit_errors}/{self.units})")
+            parts.append(f"{self.unit_name} {self.uer:.2f} ({self.unit_errors}/{self.units}), "
+                         f"{self.hyp_units} {self.unit_kind}s output")
         return ", ".join(parts) or f"no {self.unit_kind} reference scored"
 
 

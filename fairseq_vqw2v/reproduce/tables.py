@@ -1,9 +1,10 @@
 """``tables.md`` and the plots of a reproduction, the paper's numbers beside this run's.
 
-Tables: the paper's Table 1 (WSJ layout: dev and test LER/WER, no LM and 4-gram LM, the char
-ConvLM on the best row), Table 2 (TIMIT layout: dev/test PER), the BERT ablation (each unit
-inventory with and without a BERT, the log-mel k-means units included), unit quality per
-quantizer, then the configuration, the corpus and each stage's time. Plots: ``curves.png``
+Tables: with several seeds, each row's mean and spread; the acoustic models still on CTC's
+all-blank plateau, if any; the paper's Table 1 (WSJ layout: dev and test LER/WER, no LM and 4-gram
+LM, the char ConvLM on the best row), Table 2 (TIMIT layout: dev/test PER), the BERT ablation
+(each unit inventory with and without a BERT, the log-mel k-means units included), unit quality
+per quantizer, then the configuration, the corpus and each stage's time. Plots: ``curves.png``
 (training loss of every training stage), ``units.png`` (codebook usage and PNMI per quantizer)
 and ``error_rates.png`` (test error rate by system, with and without LM).
 """
@@ -17,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..data.dedup import dedup_numpy
+from ..data.labels import LABEL_KINDS
 from ..decoding.results import collect, plot
 from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS
 
@@ -57,6 +59,12 @@ PAPER_TIMIT: Dict[str, Tuple[float, float]] = {  # PER (dev, test)
 WSJ_COLUMNS = [("viterbi", "valid"), ("viterbi", "test"), ("kenlm", "valid"), ("kenlm", "test")]
 COLUMN_NAMES = {"viterbi": "no LM", "kenlm": "4-gram LM", "charlm": "char ConvLM",
                 "valid": "dev", "test": "test"}
+
+PLATEAU_OUTPUT_RATIO = 0.5
+"""An acoustic model whose greedy test output holds fewer units than this per reference unit has
+more than half of them deleted: it is still on CTC's all-blank plateau, and its error rate
+measures a training that did not start rather than its input (trained models of the embedded
+run emit 0.69-0.98 per reference unit, those on the plateau 0.03-0.06; docs/reproducing.md)."""
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -325,6 +333,22 @@ def seed_table(per_chain: List[Dict], labels: str) -> List[str]:
     return _table(header, rows)
 
 
+def plateau_notes(out: str, chains: Sequence[str]) -> List[str]:
+    """One line per acoustic model (any chain, letters or phones) whose greedy test output is
+    below :data:`PLATEAU_OUTPUT_RATIO`; empty when there is none."""
+    notes = []
+    for labels in LABEL_KINDS:
+        for chain in chains:
+            for system, by_decoder in _results(out, labels, chain).items():
+                rates = by_decoder.get("viterbi", {}).get("test")
+                if rates is not None and rates.output_ratio < PLATEAU_OUTPUT_RATIO:
+                    notes.append(f"- {ROW_NAMES[system]}, {chain or 'first chain'}: test "
+                                 f"{rates.unit_name} {rates.uer:.2f}, its greedy output "
+                                 f"{rates.output_ratio:.2f} {rates.unit_kind}s per reference "
+                                 f"{rates.unit_kind}")
+    return notes
+
+
 def plot_curves(curves: Dict[str, List[Tuple[int, float]]], png_path: str):
     """One panel per stage group (pretrain, bert, am/ltr, am/phn, lm), one line per stage."""
     import matplotlib
@@ -412,6 +436,14 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
             per_chain = [_results(out, labels, chain) for chain in chains]
             if any(per_chain):
                 lines += [f"{unit} (%):", ""] + seed_table(per_chain, labels) + [""]
+    plateau = plateau_notes(out, chains)
+    if plateau:
+        lines += ["## Acoustic models still on CTC's all-blank plateau", "",
+                  f"Their greedy test output holds fewer than {PLATEAU_OUTPUT_RATIO:g} units per "
+                  "reference unit, so most of their errors are deletions: the training did not "
+                  "leave the plateau where the blank is almost every frame's best label within its "
+                  "budget, and the number measures that, not the input. They are in the tables "
+                  "as they came out.", ""] + plateau + [""]
     lines += ["## Table 1 (WSJ layout): LER / WER", ""] + wsj_table(letters) + [""]
     lines += ["## Table 2 (TIMIT layout): PER", ""] + timit_table(phones) + [""]
     lines += ["## BERT ablation: each unit inventory with and without a BERT", ""]
