@@ -18,7 +18,7 @@ import time
 
 from ..constants import PRETRAIN_SPLIT
 from .pipeline import (DEMO_SYSTEMS, PRESETS, Layout, build_seed_stages, chain_name, default_labels,
-                       demo_stages)
+                       demo_stages, names_other_chain)
 from .stages import Runner, select, tool_path_env, write_commands
 from .tables import best_row, write_tables
 
@@ -84,7 +84,7 @@ def _for_seeds(patterns, seeds):
     that names a chain itself (``seed3/am/*``) selects in that chain alone."""
     prefixes = [chain_name(seed, seeds[0]) for seed in seeds]
     return [f"{p}/{g}" if p else g for g in patterns
-            for p in ([""] if g.startswith("seed") else prefixes)
+            for p in ([""] if names_other_chain(g) else prefixes)
             if not (p and g.split("/")[0] in ("corpus", "lm"))]
 
 

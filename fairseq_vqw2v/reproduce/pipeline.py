@@ -262,9 +262,19 @@ class Layout:
         return f"{self.chain}/{stage}" if self.chain else stage
 
 
+_OTHER_CHAIN = "seed"
+"""How the chain prefix of every seed but the first begins (``seed2``)."""
+
+
 def chain_name(seed: int, first_seed: int) -> str:
     """The chain prefix of ``seed`` when ``first_seed`` is the run's first seed."""
-    return "" if seed == first_seed else f"seed{seed}"
+    return "" if seed == first_seed else f"{_OTHER_CHAIN}{seed}"
+
+
+def names_other_chain(name: str) -> bool:
+    """Whether a stage name (or a glob of them) starts with another seed's chain prefix
+    (:func:`chain_name`), as ``seed3/am/phn/*`` does."""
+    return name.startswith(_OTHER_CHAIN)
 
 
 def _fairseq_common(layout: Layout, preset: Preset, save_dir: str, updates: int,

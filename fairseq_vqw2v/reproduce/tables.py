@@ -20,7 +20,7 @@ import numpy as np
 from ..data.dedup import dedup_numpy
 from ..data.labels import LABEL_KINDS
 from ..decoding.results import collect, plot
-from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS
+from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS, names_other_chain
 
 ROW_NAMES = {
     "logmel": "log-mel baseline",
@@ -463,7 +463,7 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
         plots.append("valid_curves.png (valid error rate of every acoustic model against updates, "
                      "one line per seed)")
     curves = {name: training_curves(path) for name, path in log_paths.items()
-              if not name.startswith("seed")}
+              if not names_other_chain(name)}
     if plot_curves(curves, os.path.join(out, "curves.png")):
         plots.append("curves.png (training loss of every training stage)")
     if plot_units(usage, os.path.join(out, "units.png")):
