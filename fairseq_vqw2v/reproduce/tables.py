@@ -333,13 +333,14 @@ def seed_table(per_chain: List[Dict], labels: str) -> List[str]:
     return _table(header, rows)
 
 
-def plateau_notes(out: str, chains: Sequence[str]) -> List[str]:
+def plateau_notes(results: Dict[str, List[Dict]], chains: Sequence[str]) -> List[str]:
     """One line per acoustic model (any chain, letters or phones) whose greedy test output is
-    below :data:`PLATEAU_OUTPUT_RATIO`; empty when there is none."""
+    below :data:`PLATEAU_OUTPUT_RATIO`; empty when there is none. ``results``: see
+    :func:`chain_results`."""
     notes = []
     for labels in LABEL_KINDS:
-        for chain in chains:
-            for system, by_decoder in _results(out, labels, chain).items():
+        for chain, chain_rates in zip(chains, results[labels]):
+            for system, by_decoder in chain_rates.items():
                 rates = by_decoder.get("viterbi", {}).get("test")
                 if rates is not None and rates.output_ratio < PLATEAU_OUTPUT_RATIO:
                     notes.append(f"- {ROW_NAMES[system]}, {chain or 'first chain'}: test "
@@ -410,13 +411,20 @@ def _results(out: str, labels: str, chain: str = "") -> Dict:
         return {}
 
 
+def chain_results(out: str, chains: Sequence[str]) -> Dict[str, List[Dict]]:
+    """labels -> the scored decodes of each chain of ``chains``, in order (system -> decoder ->
+    split -> error rates; empty for a chain with nothing decoded)."""
+    return {labels: [_results(out, labels, chain) for chain in chains] for labels in LABEL_KINDS}
+
+
 def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
                  log_paths: Dict[str, str], chains: Sequence[str] = ("",),
                  am_updates: Optional[int] = None) -> Tuple[str, Dict]:
     """Writes ``out/tables.md`` and the plots; returns the path and the first chain's letter
     results. ``chains``: the seeds' chain folders (``""`` is the first seed's, ``OUT`` itself);
     ``am_updates``: every acoustic model's training budget."""
-    letters, phones = _results(out, "ltr"), _results(out, "phn")
+    results = chain_results(out, chains)
+    letters, phones = (results[labels][chains.index("")] for labels in ("ltr", "phn"))
     usage = read_usage(out)
     lines = ["# vq-wav2vec reproduction", "",
              "Each cell: this run (the paper's number). The paper trained on LibriSpeech 960 h and "
@@ -433,10 +441,9 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
                   "acoustic model), error rate mean ± standard deviation", "",
                   "The tables after this one are the first seed's chain.", ""]
         for labels, unit in (("ltr", "LER"), ("phn", "PER")):
-            per_chain = [_results(out, labels, chain) for chain in chains]
-            if any(per_chain):
-                lines += [f"{unit} (%):", ""] + seed_table(per_chain, labels) + [""]
-    plateau = plateau_notes(out, chains)
+            if any(results[labels]):
+                lines += [f"{unit} (%):", ""] + seed_table(results[labels], labels) + [""]
+    plateau = plateau_notes(results, chains)
     if plateau:
         lines += ["## Acoustic models still on CTC's all-blank plateau", "",
                   f"Their greedy test output holds fewer than {PLATEAU_OUTPUT_RATIO:g} units per "
