@@ -1,5 +1,6 @@
 """Acoustic-model data: label files and dictionaries, the datasets, the CTC criterion, frontends."""
 
+import logging
 import shutil
 
 import numpy as np
@@ -12,9 +13,11 @@ from fairseq_vqw2v.constants import SAMPLE_RATE
 from fairseq_vqw2v.criterions.ctc_asr import CtcAsrConfig, CtcAsrCriterion, required_frames
 from fairseq_vqw2v.data.labels import encode_labels, load_label_dictionary, read_label_lines
 from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.decoding.config import DecoderConfig
+from fairseq_vqw2v.decoding.factory import build_decoder
 from fairseq_vqw2v.decoding.scoring import ErrorRates
 from fairseq_vqw2v.models.w2l_ctc import W2lCtcConfig, W2lCtcModel
-from fairseq_vqw2v.tasks.asr import AsrConfig, AsrTask
+from fairseq_vqw2v.tasks.asr import AsrConfig, AsrTask, CtcGenerator
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +149,24 @@ def test_valid_logs_the_output_ratio_zero_on_the_all_blank_plateau(corpus):
     _, _, log = criterion(model, batch)
     assert log["h_total"] > 0
     assert output_ratio(log) == round(log["h_total"] / log["u_total"], 3)
+
+
+def test_generate_warns_when_the_model_is_on_the_all_blank_plateau(corpus, caplog):
+    task, dataset, model, criterion = _valid_logmel_model(corpus)
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    model.eval()
+    with torch.no_grad():
+        model.output.weight.zero_()
+        model.output.bias.fill_(0.0)
+        model.output.bias[criterion.blank] = 10.0
+    d = task.target_dictionary
+    generator = CtcGenerator(model, build_decoder(DecoderConfig(), d), d, "ltr", expected=3)
+    with caplog.at_level(logging.WARNING, logger="fairseq_vqw2v.tasks.asr"):
+        generator.generate(batch)
+    assert generator.rates.output_ratio == 0.0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "0.00 letters per reference letter" in warnings[0]
+    assert "all-blank plateau" in warnings[0] and "LER measures" in warnings[0]
 
 
 def test_frozen_upstreams_stay_out_of_the_checkpoint_and_in_eval_mode(corpus):

@@ -3,7 +3,7 @@
 import pytest
 
 from fairseq_vqw2v.data.text_norm import words_to_letters
-from fairseq_vqw2v.decoding.scoring import ErrorRates, letters_to_words, score
+from fairseq_vqw2v.decoding.scoring import PLATEAU_OUTPUT_RATIO, ErrorRates, letters_to_words, score
 from fairseq_vqw2v.decoding.tuning import format_table, grid, random_points, search
 
 
@@ -99,6 +99,13 @@ def test_output_ratio_counts_what_the_hypotheses_emit():
     assert score(["sil aa b"], ["q aa"], "phn").output_ratio == 1 / 3
     assert ErrorRates().output_ratio is None
     assert (silent + rates).hyp_units == 4
+
+
+def test_on_plateau_below_half_the_reference_units():
+    assert PLATEAU_OUTPUT_RATIO == 0.5
+    assert score(["aa b k d"], ["aa"], "phn").on_plateau  # 0.25 phones per reference phone
+    assert not score(["aa b k d"], ["aa b"], "phn").on_plateau  # at the bound, not below it
+    assert not ErrorRates().on_plateau  # nothing scored yet
 
 
 def test_tuning_search_ranks_points_and_formats_a_table():

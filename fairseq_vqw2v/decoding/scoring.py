@@ -36,6 +36,13 @@ def _units(line: str, unit_kind: str) -> List[str]:
     return words_to_letters(letters_to_words(tokens)).split()
 
 
+PLATEAU_OUTPUT_RATIO = 0.5
+"""A CTC model whose output holds fewer units than this per reference unit has more than half of
+them deleted: it is still on CTC's all-blank plateau, and its error rate measures a training that
+did not start rather than its input (trained models of the embedded run emit 0.69-0.98 per
+reference unit, those on the plateau 0.03-0.06; docs/reproducing.md)."""
+
+
 @dataclass
 class ErrorRates:
     """Accumulated edit-distance counts; ``unit_kind`` is ``'letter'`` (LER) or ``'phone'`` (PER)."""
@@ -89,6 +96,11 @@ class ErrorRates:
         emits about as many as the references hold; one still on CTC's all-blank plateau, where
         the blank is almost every frame's best label, emits almost none."""
         return self.hyp_units / self.units if self.units else None
+
+    @property
+    def on_plateau(self) -> bool:
+        """Whether :attr:`output_ratio` is below :data:`PLATEAU_OUTPUT_RATIO`."""
+        return self.units > 0 and self.output_ratio < PLATEAU_OUTPUT_RATIO
 
     @property
     def unit_name(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from ..data.dedup import dedup_numpy
 from ..data.labels import LABEL_KINDS
 from ..decoding.results import collect, plot
+from ..decoding.scoring import PLATEAU_OUTPUT_RATIO
 from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS, names_other_chain
 
 ROW_NAMES = {
@@ -59,12 +60,6 @@ PAPER_TIMIT: Dict[str, Tuple[float, float]] = {  # PER (dev, test)
 WSJ_COLUMNS = [("viterbi", "valid"), ("viterbi", "test"), ("kenlm", "valid"), ("kenlm", "test")]
 COLUMN_NAMES = {"viterbi": "no LM", "kenlm": "4-gram LM", "charlm": "char ConvLM",
                 "valid": "dev", "test": "test"}
-
-PLATEAU_OUTPUT_RATIO = 0.5
-"""An acoustic model whose greedy test output holds fewer units than this per reference unit has
-more than half of them deleted: it is still on CTC's all-blank plateau, and its error rate
-measures a training that did not start rather than its input (trained models of the embedded
-run emit 0.69-0.98 per reference unit, those on the plateau 0.03-0.06; docs/reproducing.md)."""
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -334,15 +329,15 @@ def seed_table(per_chain: List[Dict], labels: str) -> List[str]:
 
 
 def plateau_notes(results: Dict[str, List[Dict]], chains: Sequence[str]) -> List[str]:
-    """One line per acoustic model (any chain, letters or phones) whose greedy test output is
-    below :data:`PLATEAU_OUTPUT_RATIO`; empty when there is none. ``results``: see
-    :func:`chain_results`."""
+    """One line per acoustic model (any chain, letters or phones) whose greedy test output is on
+    CTC's all-blank plateau (:attr:`~fairseq_vqw2v.decoding.scoring.ErrorRates.on_plateau`);
+    empty when there is none. ``results``: see :func:`chain_results`."""
     notes = []
     for labels in LABEL_KINDS:
         for chain, chain_rates in zip(chains, results[labels]):
             for system, by_decoder in chain_rates.items():
                 rates = by_decoder.get("viterbi", {}).get("test")
-                if rates is not None and rates.output_ratio < PLATEAU_OUTPUT_RATIO:
+                if rates is not None and rates.on_plateau:
                     notes.append(f"- {ROW_NAMES[system]}, {chain or 'first chain'}: test "
                                  f"{rates.unit_name} {rates.uer:.2f}, its greedy output "
                                  f"{rates.output_ratio:.2f} {rates.unit_kind}s per reference "

@@ -238,6 +238,14 @@ class CtcGenerator:
         self.decoded += len(hypos)
         if self.decoded == self.expected:
             logger.info(f"decoded {self.summary()}")
+            if self.rates.on_plateau:
+                unit = self.rates.unit_kind
+                logger.warning(
+                    f"the output holds {self.rates.output_ratio:.2f} {unit}s per reference {unit}: "
+                    f"the acoustic model is still on CTC's all-blank plateau, so its "
+                    f"{self.rates.unit_name} measures a training that did not start, not its "
+                    f"input; train it for more updates (docs/reproducing.md, 'The seed-3 phone "
+                    f"models on the all-blank plateau')")
         return hypos
 
     def summary(self) -> str:
