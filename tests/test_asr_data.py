@@ -123,6 +123,14 @@ def test_infeasible_utterance_is_dropped_not_inf(corpus):
     assert (log["u_total"], log["w_total"]) == (refs.units, refs.words)
 
 
+def _best_label_everywhere(model, index):
+    """Makes label ``index`` every frame's best, whatever the input (the output layer's bias alone)."""
+    with torch.no_grad():
+        model.output.weight.zero_()
+        model.output.bias.fill_(0.0)
+        model.output.bias[index] = 10.0
+
+
 def test_valid_logs_the_output_ratio_zero_on_the_all_blank_plateau(corpus):
     from fairseq import metrics
 
@@ -136,16 +144,11 @@ def test_valid_logs_the_output_ratio_zero_on_the_all_blank_plateau(corpus):
             return agg.get_smoothed_values()["output_ratio"]
 
     # every frame's best label the blank: the greedy output is empty
-    with torch.no_grad():
-        model.output.weight.zero_()
-        model.output.bias.fill_(0.0)
-        model.output.bias[criterion.blank] = 10.0
+    _best_label_everywhere(model, criterion.blank)
     _, _, log = criterion(model, batch)
     assert log["h_total"] == 0 and log["u_total"] > 0 and output_ratio(log) == 0.0
     # a label other than the blank everywhere: one per run of frames, so far fewer than frames
-    with torch.no_grad():
-        model.output.bias[criterion.blank] = 0.0
-        model.output.bias[task.target_dictionary.index("a")] = 10.0
+    _best_label_everywhere(model, task.target_dictionary.index("a"))
     _, _, log = criterion(model, batch)
     assert log["h_total"] > 0
     assert output_ratio(log) == round(log["h_total"] / log["u_total"], 3)
@@ -155,10 +158,7 @@ def test_generate_warns_when_the_model_is_on_the_all_blank_plateau(corpus, caplo
     task, dataset, model, criterion = _valid_logmel_model(corpus)
     batch = dataset.collater([dataset[i] for i in range(3)])
     model.eval()
-    with torch.no_grad():
-        model.output.weight.zero_()
-        model.output.bias.fill_(0.0)
-        model.output.bias[criterion.blank] = 10.0
+    _best_label_everywhere(model, criterion.blank)
     d = task.target_dictionary
     generator = CtcGenerator(model, build_decoder(DecoderConfig(), d), d, "ltr", expected=3)
     with caplog.at_level(logging.WARNING, logger="fairseq_vqw2v.tasks.asr"):
