@@ -12,9 +12,9 @@ import pytest
 from _asr_util import write_letter_corpus
 from fairseq_vqw2v.decoding.results import collect
 from fairseq_vqw2v.reproduce.__main__ import main
-from fairseq_vqw2v.reproduce.pipeline import (EMBEDDED, SYSTEMS, Layout, build_seed_stages, build_stages,
-                                              demo_stages)
-from fairseq_vqw2v.reproduce.stages import Command, Runner, Stage, select, stage_hashes
+from fairseq_vqw2v.reproduce.pipeline import (EMBEDDED, SYSTEMS, Layout, am_restart, build_seed_stages,
+                                              build_stages, demo_stages)
+from fairseq_vqw2v.reproduce.stages import Command, Runner, Stage, log_records, select, stage_hashes, write_commands
 from fairseq_vqw2v.reproduce.tables import ROW_NAMES, write_tables
 
 TINY = ["--set", "pretrain_updates=3", "--set", "bert_updates=3", "--set", "am_updates=4",
@@ -173,6 +173,11 @@ def test_a_changed_setting_invalidates_the_stage_and_its_downstream(tmp_path):
         + [f"features/{u}" for u in ("gumbel", "kmeans", "logmel_kmeans")]
         + [f"{k}/{l}/{s}" for k in ("am", "decode") for l in ("ltr", "phn") for s in bert_rows]
         + ["decode/ltr/gumbel_bert_charlm"])
+    # how many runs an acoustic model on CTC's all-blank plateau gets: those models and decodes
+    once = stage_hashes(build_stages(_layout(tmp_path), dataclasses.replace(EMBEDDED, am_runs=1)),
+                        str(tmp_path))
+    assert sorted(n for n in before if before[n] != once[n]) == sorted(
+        n for n in before if n.startswith(("am/", "decode/")))
     # the output folder may move: hashes see it as {out}
     moved = stage_hashes(build_stages(_layout(tmp_path / "elsewhere"), EMBEDDED), str(tmp_path / "elsewhere"))
     assert moved == before
@@ -238,6 +243,77 @@ def test_an_interrupted_stage_resumes_after_its_finished_commands(tmp_path):
     assert record["complete"] and record["seconds"] > 0
 
 
+def _seeded_stage(out, stalled_seeds):
+    """A stage whose command stands in for an acoustic model's training, restarted as the
+    pipeline restarts them: it appends its ``--seed`` to ``out/seeds.txt`` and logs a json
+    ``valid`` record as fairseq-train does, ``valid_output_ratio`` "0.1" for the seeds in
+    ``stalled_seeds`` and "0.9" otherwise; after a first run it exits 1 while the file
+    ``out/fail`` exists."""
+    workdir = os.path.join(out, "am")
+    code = ("import json, os, sys; seed = int(sys.argv[sys.argv.index('--seed') + 1]); "
+            "open(sys.argv[1], 'a').write(f'{seed}\\n'); "
+            "ratio = '0.1' if str(seed) in sys.argv[2].split(',') else '0.9'; "
+            "print('2026-01-01 00:00:00 | INFO | valid | ' + json.dumps({'valid_output_ratio': ratio})); "
+            "open(sys.argv[3], 'w').write(str(seed)); "
+            "sys.exit(seed != 1 and os.path.exists(sys.argv[4]))")
+    model = os.path.join(workdir, "checkpoint_last.pt")
+    argv = [sys.executable, "-c", code, os.path.join(out, "seeds.txt"), ",".join(map(str, stalled_seeds)),
+            model, os.path.join(out, "fail"), "--seed", "1"]
+    restart = am_restart(EMBEDDED)
+    assert (restart.tries, restart.seed_step) == (3, 100)
+    # trains: a checkpoint fairseq never wrote, so the command always runs
+    return Stage("am", workdir, [Command(argv, trains=(model, 1), restart=restart)], [model])
+
+
+def _seeds_run(out):
+    path = os.path.join(out, "seeds.txt")
+    seeds = open(path).read().split()
+    os.remove(path)
+    return seeds
+
+
+def test_a_stalled_training_runs_again_from_scratch_with_the_next_seed(tmp_path):
+    out = str(tmp_path)
+    runner = Runner(out, [_seeded_stage(out, stalled_seeds=[1])], {}, print_fn=lambda s: None)
+    (tmp_path / "am").mkdir()
+    (tmp_path / "am" / "checkpoint_best.pt").write_text("the stalled run's")
+    assert runner.run()
+    assert _seeds_run(out) == ["1", "101"]  # the second run left the plateau: no third
+    assert not (tmp_path / "am" / "checkpoint_best.pt").exists()  # the stalled run's are gone
+    assert (tmp_path / "am" / "checkpoint_last.pt").read_text() == "101"
+    assert runner.restarted() == {"am": (2, "101")}
+    # a complete stage is not run again
+    assert Runner(out, [_seeded_stage(out, stalled_seeds=[1])], {}, print_fn=lambda s: None).run()
+    assert not os.path.exists(os.path.join(out, "seeds.txt"))
+
+    # every run stalls: the last is kept, after as many runs as the restart allows
+    out = str(tmp_path / "always")
+    runner = Runner(out, [_seeded_stage(out, stalled_seeds=[1, 101, 201])], {}, print_fn=lambda s: None)
+    assert runner.run() and _seeds_run(out) == ["1", "101", "201"]
+    assert runner.restarted() == {"am": (3, "201")}
+
+    # a training that never stalls runs once and is no restart
+    out = str(tmp_path / "never")
+    runner = Runner(out, [_seeded_stage(out, stalled_seeds=[])], {}, print_fn=lambda s: None)
+    assert runner.run() and _seeds_run(out) == ["1"] and runner.restarted() == {}
+
+
+def test_a_stage_interrupted_in_a_later_run_resumes_with_that_runs_seed(tmp_path):
+    out = str(tmp_path)
+    stage = _seeded_stage(out, stalled_seeds=[1])
+    (tmp_path / "fail").write_text("")
+    assert not Runner(out, [stage], {}, print_fn=lambda s: None).run()  # run 2 dies
+    assert _seeds_run(out) == ["1", "101"]
+    os.remove(tmp_path / "fail")
+    runner = Runner(out, [stage], {}, print_fn=lambda s: None)
+    assert runner.run()
+    assert _seeds_run(out) == ["101"] and runner.restarted() == {"am": (2, "101")}
+    script = tmp_path / "commands.sh"
+    write_commands(str(script), [stage], {}, "test")
+    assert "all-blank plateau at the last validation (greedy output below 0.5 units per reference " \
+           "unit): the same again from scratch with --seed 101, then 201" in script.read_text()
+
+
 def _write_generate(path, pairs):
     """A fairseq-generate output as our task writes it: S-/T-/H-/D- lines per utterance."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -275,7 +351,7 @@ def test_tables_from_scored_generate_outputs(tmp_path):
                            for u in (1, 2, 3)))
     path, results = write_tables(str(out), {"preset": "test"}, {"folder": "corpus"},
                                  {"pretrain/gumbel": 12.0, "am/ltr/logmel": 30.0}, {"am/ltr/logmel": str(log)},
-                                 am_updates=3)
+                                 am_updates=3, restarted={"am/phn/kmeans_bert": (3, "201")})
     text = open(path).read()
     assert "same budget (3 updates" in text and "One training chain" in text
     rates = collect(str(out / "decode" / "ltr"), "ltr")
@@ -300,6 +376,10 @@ def test_tables_from_scored_generate_outputs(tmp_path):
     plateau = text.split("## Acoustic models still on CTC's all-blank plateau")[1].split("\n## ")[0]
     assert [line for line in plateau.splitlines() if line.startswith("- ")] == [
         "- k-means + BERT, first chain: test PER 80.00, its greedy output 0.20 phones per reference phone"]
+    again = text.split("## Acoustic models trained again")[1].split("\n## ")[0]
+    assert [line for line in again.splitlines() if line.startswith("- ")] == [
+        "- am/phn/kmeans_bert: run 3, `--seed 201`"]
+    assert text.index("trained again") < text.index("still on CTC's all-blank plateau")
     for png in ("curves.png", "units.png", "error_rates_ltr.png", "error_rates_phn.png", "valid_curves.png"):
         assert (out / png).stat().st_size > 0
     assert results["gumbel_bert"]["kenlm"]["test"].wer == 50.0
@@ -347,6 +427,20 @@ def test_tiny_reproduction_end_to_end_and_rerun(tmp_path, capsys):
         assert (out / png).stat().st_size > 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("reproduce done in") and "48 stages run, 0 skipped" in summary
+    # 4 updates leave some acoustic models on CTC's all-blank plateau: each ran again, as its
+    # fairseq-train log says, and tables.md names those that did, with the seed each kept
+    again = []
+    for log in sorted((out / "logs").glob("am_*.log")):
+        valid = log_records(str(log), "valid")
+        assert valid and all("valid_output_ratio" in record for record in valid)
+        seeds = re.findall(r"^\$ fairseq-train .* --seed (\d+) ", log.read_text(), re.M)
+        assert seeds == [str(1 + 100 * run) for run in range(len(seeds))] and len(seeds) <= 3
+        assert len(seeds) == 3 or float(valid[-1]["valid_output_ratio"]) >= 0.5
+        if len(seeds) > 1:
+            stage = log.stem.replace("_", "/", 2)
+            again.append(f"- {stage}: run {len(seeds)}, `--seed {seeds[-1]}`")
+    listed = text.split("## Acoustic models trained again")[1].split("\n## ")[0] if again else ""
+    assert sorted(line for line in listed.splitlines() if line.startswith("- ")) == again
 
     # unchanged rerun: nothing runs; a changed AM setting reruns that AM and its decoding only
     assert main(argv + ["--stages", "decode/phn/logmel"]) == 0
@@ -373,6 +467,10 @@ def test_seeds_add_one_chain_per_seed_sharing_the_corpus_and_the_lms(tmp_path):
     decode = script.split("# == seed3/decode/ltr/gumbel_bert\n")[1].split("# ==")[0]
     assert f"{out}/lm/4gram/lm.bin" in decode and f"{out}/seed3/am/ltr/gumbel_bert/checkpoint_best.pt" in decode
     assert script.count("manifests.synth") == 1 and script.count("cli.lm ngram") == 1
+    # an acoustic model on CTC's all-blank plateau trains again with seeds of its chain's own
+    am = script.split("# == seed3/am/ltr/gumbel_bert\n")[1].split("# ==")[0]
+    assert "--seed 3 " in am and am.rstrip().endswith("from scratch with --seed 103, then 203")
+    assert script.count("from scratch with --seed") == 3 * 4  # acoustic models only
     # the first chain is the single-seed run itself: a demo run before is reused as it is
     every = stage_hashes(build_seed_stages(_layout(out, out / "corpus"), EMBEDDED, [1, 2, 3]), str(out))
     alone = stage_hashes(build_stages(_layout(out, out / "corpus"), EMBEDDED), str(out))
@@ -404,7 +502,7 @@ def test_plateau_notes_name_the_chain_and_only_models_below_the_ratio(tmp_path):
 
 def test_seed_table_curves_and_unigram_perplexity(tmp_path):
     from fairseq_vqw2v.decoding.scoring import ErrorRates
-    from fairseq_vqw2v.reproduce.tables import seed_table, unigram_perplexity, valid_curve
+    from fairseq_vqw2v.reproduce.tables import seed_table, training_curves, unigram_perplexity, valid_curve
 
     def rates(ler):
         return ErrorRates(unit_errors=int(ler * 10), units=1000)
@@ -426,6 +524,10 @@ def test_seed_table_curves_and_unigram_perplexity(tmp_path):
                    + line.format("valid", json.dumps({"valid_ler": "59", "valid_num_updates": "100"})))
     assert valid_curve(str(log), "ler") == [(50, 80.5), (100, 59.0)]
     assert valid_curve(str(tmp_path / "missing.log"), "ler") == []
+    # a restarted run logs update 50 again: its loss counts
+    with open(log, "a") as f:
+        f.write(line.format("train_inner", json.dumps({"num_updates": "50", "loss": "7"})))
+    assert training_curves(str(log)) == [(50, 7.0)]
 
     units = tmp_path / "units"
     units.mkdir()

@@ -190,7 +190,8 @@ def main(argv=None) -> int:
               "lm_text": lm_text, "jobs": args.jobs, "OMP_NUM_THREADS": threads}
     chains = [chain_name(seed, seeds[0]) for seed in seeds]
     tables, letters = write_tables(out, config, corpus_summary(corpus), records.elapsed(), logs,
-                                   chains, am_updates=preset.am_updates)
+                                   chains, am_updates=preset.am_updates,
+                                   restarted=records.restarted())
     best = best_row(letters)
     elapsed = time.time() - start
     print(f"reproduce {'done' if ok else 'STOPPED'} in {elapsed / 60:.1f} min: "

@@ -11,7 +11,9 @@ Stages (``group/detail``; each writes ``OUT/group/detail/``):
 - ``features/{wav2vec,gumbel,kmeans,logmel_kmeans}``: the featurize CLI (the continuous
   model's ``c``, and frozen BERT features of each unit inventory, cached once for every acoustic
   model that reads them);
-- ``am/{ltr,phn}/{system}``: fairseq-train ``vqw2v_asr`` for every system of :data:`SYSTEMS`;
+- ``am/{ltr,phn}/{system}``: fairseq-train ``vqw2v_asr`` for every system of :data:`SYSTEMS`
+  (from scratch again with another seed while it ends on CTC's all-blank plateau:
+  :func:`am_restart`);
 - ``lm/4gram``: the lm CLI (KenLM word 4-gram + lexicon from the corpus's LM text);
   ``lm/charlm``: charlm-data, fairseq-preprocess and stock fairseq-train ``language_modeling``;
 - ``decode/{ltr,phn}/{system}``: fairseq-generate of valid and test, greedy; letters also with
@@ -26,7 +28,8 @@ from typing import Dict, List, Sequence
 
 from ..constants import PRETRAIN_SPLIT
 from ..data.labels import LABEL_KINDS
-from .stages import Command, Stage
+from ..decoding.scoring import PLATEAU_OUTPUT_RATIO
+from .stages import Command, Restart, Stage
 
 SPLITS = ("train", "valid", "test")
 EVAL_SPLITS = ("valid", "test")
@@ -107,6 +110,9 @@ class Preset:
     unlabeled_hours: float = 0.0
     """Hours of unlabeled audio the embedded corpus adds for pretraining and the BERTs (its
     ``pretrain`` split: train's audio and these hours); the acoustic models still train on train."""
+    am_runs: int = 3
+    """Runs in all of an acoustic model whose training ends on CTC's all-blank plateau: each
+    run after the first trains from scratch with another seed (1: never again)."""
 
     def settings(self) -> Dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "description"}
@@ -298,18 +304,41 @@ def _validation_interval(updates: int, times: int = 4) -> int:
 
 
 def _train_stage(name, layout, preset, data, updates, flags, validate_every, save_every,
-                 inputs=(), after=()) -> Stage:
+                 inputs=(), after=(), restart=None) -> Stage:
     """A fairseq-train stage of this seed's chain (``name`` and ``inputs`` without the prefix),
     validating every ``validate_every`` updates (on update counts: epochs of tiny corpora are
-    short) and saving every ``save_every``."""
+    short) and saving every ``save_every``; ``restart``: see :class:`~.stages.Restart`."""
     save = layout.chain_path(name)
     validation = ["--validate-interval", "1000000",
                   "--validate-interval-updates", str(validate_every)]
     argv = ["fairseq-train", data, *flags, *validation,
             *_fairseq_common(layout, preset, save, updates, save_every)]
     last = os.path.join(save, "checkpoint_last.pt")
-    return Stage(layout.name(name), save, [Command(argv, trains=(last, updates))], [last],
-                 inputs=list(inputs), after=list(after))
+    return Stage(layout.name(name), save, [Command(argv, trains=(last, updates), restart=restart)],
+                 [last], inputs=list(inputs), after=list(after))
+
+
+AM_RESEED_STEP = 100
+"""An acoustic model's run ``k`` (0 first) trains with its chain's seed plus ``k`` times this:
+far from the chains' own seeds, so no run repeats another chain's."""
+
+
+def _on_plateau(valid: Dict) -> bool:
+    """Whether a validation's greedy output holds fewer units than the bound of
+    :attr:`~fairseq_vqw2v.decoding.scoring.ErrorRates.on_plateau` per reference unit (the
+    ``ctc_asr`` criterion logs it as ``output_ratio``): the training never left CTC's all-blank
+    plateau."""
+    ratio = valid.get("valid_output_ratio")
+    return ratio is not None and float(ratio) < PLATEAU_OUTPUT_RATIO
+
+
+def am_restart(preset: Preset) -> Restart:
+    """How an acoustic model that ends on CTC's all-blank plateau trains again: a run that did
+    not start measures the seed's luck, not the input (docs/reproducing.md, "The seed-3 phone
+    models on the all-blank plateau"), and every row gets the same number of runs."""
+    return Restart(preset.am_runs, AM_RESEED_STEP, _on_plateau,
+                   f"on CTC's all-blank plateau at the last validation (greedy output below "
+                   f"{PLATEAU_OUTPUT_RATIO:g} units per reference unit)")
 
 
 def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
@@ -441,6 +470,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                 am_every, am_every,
                 inputs=corpus_inputs + inputs,
                 after=[] if writes_dict else [f"am/{labels}/logmel"],
+                restart=am_restart(preset) if preset.am_runs > 1 else None,
             ))
 
     # 5. language models from the corpus's LM text (shared by every seed's chain)

@@ -8,7 +8,9 @@ downstream. A stage that starts with a different hash than the one recorded remo
 first; one interrupted with the same hash resumes: commands whose ``creates`` file exists are
 skipped, and a training command resumes from fairseq's ``checkpoint_last.pt`` (and is skipped
 when that checkpoint already has its updates: fairseq-train on a finished checkpoint still takes
-one more update).
+one more update). A training command with a :class:`Restart` runs again from scratch with
+another seed while its last validation says the training never started; the stage's record
+keeps which run it is on, so a resumed stage goes on with that run.
 """
 
 import hashlib
@@ -30,6 +32,40 @@ LOG_DIR = "logs"
 HEARTBEAT_SECONDS = 60.0
 
 
+@dataclass(frozen=True)
+class Restart:
+    """When and how a training command runs again from scratch.
+
+    Attributes:
+        tries: runs in all, the first included.
+        seed_step: run ``k`` (0 for the first) trains with ``--seed`` plus ``k * seed_step``.
+        stalled: the last json ``valid`` record of a run -> whether that run never started
+            learning (it then runs again, while tries are left).
+        why: what ``stalled`` tests, in words (logs and ``commands.sh``).
+    """
+
+    tries: int
+    seed_step: int
+    stalled: Callable[[Dict], bool]
+    why: str
+
+    def argv(self, argv: Sequence[str], run: int) -> List[str]:
+        """``argv`` with its ``--seed`` value moved on by ``run * seed_step``."""
+        argv = list(argv)
+        at = argv.index("--seed") + 1
+        argv[at] = str(int(argv[at]) + run * self.seed_step)
+        return argv
+
+    def seed(self, argv: Sequence[str], run: int) -> str:
+        """The ``--seed`` of run ``run``."""
+        return self.argv(argv, run)[argv.index("--seed") + 1]
+
+    def describe(self, argv: Sequence[str]) -> str:
+        """One line for ``commands.sh``: when the command reruns, and with which seeds."""
+        seeds = ", then ".join(self.seed(argv, run) for run in range(1, self.tries))
+        return f"# {self.why}: the same again from scratch with --seed {seeds}"
+
+
 @dataclass
 class Command:
     """One command line of a stage.
@@ -40,14 +76,21 @@ class Command:
             recorded one) the command is skipped on resume.
         trains: (checkpoint, updates) of a fairseq-train command: skipped once the checkpoint
             holds that many updates.
+        restart: with ``trains``, run again while a run stalls (a stage holds at most one such
+            command).
     """
 
     argv: List[str]
     creates: Optional[str] = None
     trains: Optional[Tuple[str, int]] = None
+    restart: Optional[Restart] = None
 
     def shell(self) -> str:
-        return " ".join(shlex.quote(a) for a in self.argv)
+        return _shell(self.argv)
+
+
+def _shell(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 @dataclass
@@ -97,6 +140,10 @@ def stage_hashes(stages: Sequence[Stage], out: str) -> Dict[str, str]:
             "settings": stage.settings,
             "inputs": {name: hashes[name] for name in stage.inputs},
         }
+        restarts = [(c.restart.tries, c.restart.seed_step, c.restart.why)
+                    for c in stage.commands if c.restart]
+        if restarts:  # absent otherwise, so stages without one keep the hashes they had
+            own["restarts"] = restarts
         hashes[stage.name] = hashlib.sha256(
             json.dumps(own, sort_keys=True, default=str).encode()).hexdigest()
     return hashes
@@ -124,6 +171,24 @@ def trained_updates(checkpoint: str) -> int:
         return int(state["optimizer_history"][-1]["num_updates"])
     except (OSError, ValueError, KeyError, IndexError, RuntimeError):
         return 0
+
+
+def log_records(log_path: str, kind: str) -> List[Dict]:
+    """fairseq-train's json records of one kind (``train_inner``, ``valid``) in a stage log."""
+    records = []
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                start = line.find("{")
+                if start < 0 or f"| {kind} |" not in line[:start]:
+                    continue
+                try:
+                    records.append(json.loads(line[start:]))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return records
 
 
 def select(stages: Sequence[Stage], patterns: Optional[Sequence[str]]) -> List[Stage]:
@@ -156,7 +221,10 @@ def write_commands(path: str, stages: Sequence[Stage], env: Dict[str, str], head
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     for stage in stages:
         lines.append(f"\n# == {stage.name}")
-        lines += [c.shell() for c in stage.commands]
+        for c in stage.commands:
+            lines.append(c.shell())
+            if c.restart:
+                lines.append(c.restart.describe(c.argv))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -266,7 +334,8 @@ class Runner:
             rec = {}
         os.makedirs(stage.workdir, exist_ok=True)
         previous = rec.get("seconds", 0.0)
-        self._write_record(stage, complete=False, seconds=previous)
+        run = rec.get("run", 0)  # the run of the stage's restartable command it is on
+        self._write_record(stage, complete=False, seconds=previous, run=run)
         self._started[stage.name] = start = time.time()
         self._say(stage, "resuming" if previous else "started")
         os.makedirs(os.path.dirname(self.log_path(stage)), exist_ok=True)
@@ -274,28 +343,70 @@ class Runner:
             for command in stage.commands:
                 if command.creates and os.path.exists(command.creates):
                     continue
-                if command.trains and trained_updates(command.trains[0]) >= command.trains[1]:
-                    continue
-                log.write(f"$ {command.shell()}\n")
-                log.flush()
-                code = subprocess.call(command.argv, stdout=log, stderr=subprocess.STDOUT,
-                                       env=self.env, stdin=subprocess.DEVNULL)
-                if code != 0:
-                    seconds = previous + time.time() - start
-                    self._write_record(stage, complete=False, seconds=seconds)
-                    self._say(stage, f"FAILED (exit {code}) after {seconds:.0f} s: "
-                                     f"{_last_line(self.log_path(stage))} (log {self.log_path(stage)})")
-                    return False
+                while True:
+                    restart = command.restart
+                    argv = restart.argv(command.argv, run) if restart else command.argv
+                    trained = (command.trains is not None
+                               and trained_updates(command.trains[0]) >= command.trains[1])
+                    code = 0 if trained else self._call(argv, log)
+                    if code != 0:
+                        seconds = previous + time.time() - start
+                        self._write_record(stage, complete=False, seconds=seconds, run=run)
+                        self._say(stage, f"FAILED (exit {code}) after {seconds:.0f} s: "
+                                         f"{_last_line(self.log_path(stage))} "
+                                         f"(log {self.log_path(stage)})")
+                        return False
+                    if not self._stalled(command, run, stage):
+                        break
+                    run += 1
+                    self._say(stage, f"{restart.why}: training again from scratch with --seed "
+                                     f"{restart.seed(command.argv, run)} (run {run + 1} of "
+                                     f"{restart.tries})")
+                    _remove_checkpoints(os.path.dirname(command.trains[0]))
+                    self._write_record(stage, complete=False,
+                                       seconds=previous + time.time() - start, run=run)
         missing = [m for m in stage.markers if not os.path.exists(m)]
         seconds = previous + time.time() - start
         if missing:
-            self._write_record(stage, complete=False, seconds=seconds)
+            self._write_record(stage, complete=False, seconds=seconds, run=run)
             self._say(stage, f"FAILED: its commands ended without writing {', '.join(missing)}")
             return False
-        self._write_record(stage, complete=True, seconds=seconds)
+        self._write_record(stage, complete=True, seconds=seconds, run=run)
         last = _last_line(self.log_path(stage))
         self._say(stage, f"done in {seconds:.0f} s" + (f" | {last}" if last else ""))
         return True
+
+    def _call(self, argv: Sequence[str], log) -> int:
+        log.write(f"$ {_shell(argv)}\n")
+        log.flush()
+        return subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                               stdin=subprocess.DEVNULL)
+
+    def _stalled(self, command: Command, run: int, stage: Stage) -> bool:
+        """Whether ``command``'s run ``run`` stalled and a run is left: judged on the last
+        validation in the stage's log, which is this run's (the log is only appended to)."""
+        if command.restart is None or run + 1 >= command.restart.tries:
+            return False
+        valid = log_records(self.log_path(stage), "valid")
+        return bool(valid) and command.restart.stalled(valid[-1])
+
+    def restarted(self) -> Dict[str, Tuple[int, str]]:
+        """Complete stages whose restartable command ran again: stage -> (the run kept, counted
+        from 1, and its ``--seed``)."""
+        kept = {}
+        for stage in self.stages:
+            run = self.record(stage).get("run", 0)
+            command = next((c for c in stage.commands if c.restart), None)
+            if run and command and self.is_complete(stage):
+                kept[stage.name] = (run + 1, command.restart.seed(command.argv, run))
+        return kept
+
+
+def _remove_checkpoints(save_dir: str):
+    """A stalled training's checkpoints, so that the next run starts from scratch."""
+    for name in os.listdir(save_dir):
+        if name.startswith("checkpoint") and name.endswith(".pt"):
+            os.remove(os.path.join(save_dir, name))
 
 
 def _last_line(path: str, limit: int = 160) -> str:

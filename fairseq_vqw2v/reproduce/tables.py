@@ -1,12 +1,13 @@
 """``tables.md`` and the plots of a reproduction, the paper's numbers beside this run's.
 
-Tables: with several seeds, each row's mean and spread; the acoustic models still on CTC's
-all-blank plateau, if any; the paper's Table 1 (WSJ layout: dev and test LER/WER, no LM and 4-gram
-LM, the char ConvLM on the best row), Table 2 (TIMIT layout: dev/test PER), the BERT ablation
-(each unit inventory with and without a BERT, the log-mel k-means units included), unit quality
-per quantizer, then the configuration, the corpus and each stage's time. Plots: ``curves.png``
-(training loss of every training stage), ``units.png`` (codebook usage and PNMI per quantizer)
-and ``error_rates.png`` (test error rate by system, with and without LM).
+Tables: with several seeds, each row's mean and spread; the acoustic models trained again after a
+run on CTC's all-blank plateau, and those still on it, if any; the paper's Table 1 (WSJ layout:
+dev and test LER/WER, no LM and 4-gram LM, the char ConvLM on the best row), Table 2 (TIMIT
+layout: dev/test PER), the BERT ablation (each unit inventory with and without a BERT, the log-mel
+k-means units included), unit quality per quantizer, then the configuration, the corpus and each
+stage's time. Plots: ``curves.png`` (training loss of every training stage), ``units.png``
+(codebook usage and PNMI per quantizer) and ``error_rates.png`` (test error rate by system, with
+and without LM).
 """
 
 import json
@@ -22,6 +23,7 @@ from ..data.labels import LABEL_KINDS
 from ..decoding.results import collect, plot
 from ..decoding.scoring import PLATEAU_OUTPUT_RATIO
 from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS, names_other_chain
+from .stages import log_records
 
 ROW_NAMES = {
     "logmel": "log-mel baseline",
@@ -155,45 +157,26 @@ def units_table(usage: Dict[str, Dict]) -> List[str]:
                    "phone purity", "log-mel k-means PNMI (same k)"], rows)
 
 
-def log_records(log_path: str, kind: str) -> List[Dict]:
-    """fairseq-train's json records of one kind (``train_inner``, ``valid``) in a stage log."""
-    records = []
-    try:
-        with open(log_path, errors="replace") as f:
-            for line in f:
-                start = line.find("{")
-                if start < 0 or f"| {kind} |" not in line[:start]:
-                    continue
-                try:
-                    records.append(json.loads(line[start:]))
-                except ValueError:
-                    continue
-    except OSError:
-        pass
-    return records
+def _points(log_path: str, kind: str, update_key: str, value_key: str) -> List[Tuple[int, float]]:
+    """(update, value) of the json ``kind`` records in a stage log, by update (a resumed or
+    restarted run's repeated updates keep their last value)."""
+    points: Dict[int, float] = {}
+    for record in log_records(log_path, kind):
+        try:
+            points[int(record[update_key])] = float(record[value_key])
+        except (ValueError, KeyError):
+            continue
+    return sorted(points.items())
 
 
 def training_curves(log_path: str) -> List[Tuple[int, float]]:
     """(update, loss) of fairseq-train's json ``train_inner`` lines in a stage log."""
-    points = []
-    for record in log_records(log_path, "train_inner"):
-        try:
-            points.append((int(record["num_updates"]), float(record["loss"])))
-        except (ValueError, KeyError):
-            continue
-    return points
+    return _points(log_path, "train_inner", "num_updates", "loss")
 
 
 def valid_curve(log_path: str, metric: str) -> List[Tuple[int, float]]:
-    """(update, valid ``metric``) of every validation in a stage log (a resumed run's repeated
-    updates keep their last value)."""
-    points: Dict[int, float] = {}
-    for record in log_records(log_path, "valid"):
-        try:
-            points[int(record["valid_num_updates"])] = float(record[f"valid_{metric}"])
-        except (ValueError, KeyError):
-            continue
-    return sorted(points.items())
+    """(update, valid ``metric``) of every validation in a stage log."""
+    return _points(log_path, "valid", "valid_num_updates", f"valid_{metric}")
 
 
 def plot_valid_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], png_path: str):
@@ -414,10 +397,13 @@ def chain_results(out: str, chains: Sequence[str]) -> Dict[str, List[Dict]]:
 
 def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
                  log_paths: Dict[str, str], chains: Sequence[str] = ("",),
-                 am_updates: Optional[int] = None) -> Tuple[str, Dict]:
+                 am_updates: Optional[int] = None,
+                 restarted: Optional[Dict[str, Tuple[int, str]]] = None) -> Tuple[str, Dict]:
     """Writes ``out/tables.md`` and the plots; returns the path and the first chain's letter
     results. ``chains``: the seeds' chain folders (``""`` is the first seed's, ``OUT`` itself);
-    ``am_updates``: every acoustic model's training budget."""
+    ``am_updates``: every acoustic model's training budget; ``restarted``: the acoustic models
+    trained again after a run on CTC's all-blank plateau (stage -> (run kept, its seed), as
+    :meth:`~.stages.Runner.restarted`)."""
     results = chain_results(out, chains)
     letters, phones = (results[labels][chains.index("")] for labels in ("ltr", "phn"))
     usage = read_usage(out)
@@ -438,14 +424,23 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
         for labels, unit in (("ltr", "LER"), ("phn", "PER")):
             if any(results[labels]):
                 lines += [f"{unit} (%):", ""] + seed_table(results[labels], labels) + [""]
+    if restarted:
+        lines += ["## Acoustic models trained again", "",
+                  "Their first run ended on CTC's all-blank plateau (its last validation's greedy "
+                  f"output below {PLATEAU_OUTPUT_RATIO:g} units per reference unit), so it trained "
+                  "again from scratch with another seed, up to the preset's `am_runs` runs; the "
+                  "tables hold the run named here.", ""]
+        lines += [f"- {name}: run {run}, `--seed {seed}`"
+                  for name, (run, seed) in restarted.items()]
+        lines += [""]
     plateau = plateau_notes(results, chains)
     if plateau:
         lines += ["## Acoustic models still on CTC's all-blank plateau", "",
                   f"Their greedy test output holds fewer than {PLATEAU_OUTPUT_RATIO:g} units per "
                   "reference unit, so most of their errors are deletions: the training did not "
                   "leave the plateau where the blank is almost every frame's best label within its "
-                  "budget, and the number measures that, not the input. They are in the tables "
-                  "as they came out.", ""] + plateau + [""]
+                  "budget in any of its runs, and the number measures that, not the input. "
+                  "They are in the tables as they came out.", ""] + plateau + [""]
     lines += ["## Table 1 (WSJ layout): LER / WER", ""] + wsj_table(letters) + [""]
     lines += ["## Table 2 (TIMIT layout): PER", ""] + timit_table(phones) + [""]
     lines += ["## BERT ablation: each unit inventory with and without a BERT", ""]
