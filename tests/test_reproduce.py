@@ -261,6 +261,9 @@ def _seeded_stage(out, stalled_seeds):
             model, os.path.join(out, "fail"), "--seed", "1"]
     restart = am_restart(EMBEDDED)
     assert (restart.tries, restart.seed_step) == (3, 100)
+    # the same bound as the tables' plateau flag: the bound itself is not on the plateau
+    assert restart.stalled({"valid_output_ratio": "0.49"})
+    assert not restart.stalled({"valid_output_ratio": "0.5"}) and not restart.stalled({})
     # trains: a checkpoint fairseq never wrote, so the command always runs
     return Stage("am", workdir, [Command(argv, trains=(model, 1), restart=restart)], [model])
 

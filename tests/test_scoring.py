@@ -3,7 +3,7 @@
 import pytest
 
 from fairseq_vqw2v.data.text_norm import words_to_letters
-from fairseq_vqw2v.decoding.scoring import PLATEAU_OUTPUT_RATIO, ErrorRates, letters_to_words, score
+from fairseq_vqw2v.decoding.scoring import PLATEAU_OUTPUT_RATIO, ErrorRates, below_plateau_bound, letters_to_words, score
 from fairseq_vqw2v.decoding.tuning import format_table, grid, random_points, search
 
 
@@ -106,6 +106,7 @@ def test_on_plateau_below_half_the_reference_units():
     assert score(["aa b k d"], ["aa"], "phn").on_plateau  # 0.25 phones per reference phone
     assert not score(["aa b k d"], ["aa b"], "phn").on_plateau  # at the bound, not below it
     assert not ErrorRates().on_plateau  # nothing scored yet
+    assert below_plateau_bound(0.49) and not below_plateau_bound(0.5)
 
 
 def test_tuning_search_ranks_points_and_formats_a_table():

@@ -43,6 +43,13 @@ did not start rather than its input (trained models of the embedded run emit 0.6
 reference unit, those on the plateau 0.03-0.06; docs/reproducing.md)."""
 
 
+def below_plateau_bound(output_ratio: float) -> bool:
+    """Whether a CTC model's greedy output, ``output_ratio`` hypothesis units per reference unit,
+    is below :data:`PLATEAU_OUTPUT_RATIO`: the model is still on CTC's all-blank plateau. The
+    bound itself is not on it."""
+    return output_ratio < PLATEAU_OUTPUT_RATIO
+
+
 @dataclass
 class ErrorRates:
     """Accumulated edit-distance counts; ``unit_kind`` is ``'letter'`` (LER) or ``'phone'`` (PER)."""
@@ -99,8 +106,8 @@ class ErrorRates:
 
     @property
     def on_plateau(self) -> bool:
-        """Whether :attr:`output_ratio` is below :data:`PLATEAU_OUTPUT_RATIO`."""
-        return self.units > 0 and self.output_ratio < PLATEAU_OUTPUT_RATIO
+        """Whether :attr:`output_ratio` is on CTC's all-blank plateau (:func:`below_plateau_bound`)."""
+        return self.units > 0 and below_plateau_bound(self.output_ratio)
 
     @property
     def unit_name(self) -> str:

@@ -28,7 +28,7 @@ from typing import Dict, List, Sequence
 
 from ..constants import PRETRAIN_SPLIT
 from ..data.labels import LABEL_KINDS
-from ..decoding.scoring import PLATEAU_OUTPUT_RATIO
+from ..decoding.scoring import PLATEAU_OUTPUT_RATIO, below_plateau_bound
 from .stages import Command, Restart, Stage
 
 SPLITS = ("train", "valid", "test")
@@ -324,12 +324,11 @@ far from the chains' own seeds, so no run repeats another chain's."""
 
 
 def _on_plateau(valid: Dict) -> bool:
-    """Whether a validation's greedy output holds fewer units than the bound of
-    :attr:`~fairseq_vqw2v.decoding.scoring.ErrorRates.on_plateau` per reference unit (the
-    ``ctc_asr`` criterion logs it as ``output_ratio``): the training never left CTC's all-blank
+    """Whether a validation's greedy output per reference unit (the ``ctc_asr`` criterion logs it
+    as ``output_ratio``) is below the plateau bound: the training never left CTC's all-blank
     plateau."""
     ratio = valid.get("valid_output_ratio")
-    return ratio is not None and float(ratio) < PLATEAU_OUTPUT_RATIO
+    return ratio is not None and below_plateau_bound(float(ratio))
 
 
 def am_restart(preset: Preset) -> Restart:
