@@ -16,6 +16,12 @@ default): the manifest checks take its receptive field (465 samples) as the shor
 WORD_BOUNDARY = "|"
 """Word separator in letter targets (fairseq's `.ltr` convention, also the CTC silence token)."""
 
+SPLITS = ("train", "valid", "test")
+"""The labeled splits of a prepared corpus (every layout of ``manifests``, the embedded corpus)."""
+
+EVAL_SPLITS = ("valid", "test")
+"""The splits decoded and scored: settings are chosen on the first, reported on both."""
+
 PRETRAIN_SPLIT = "pretrain"
 """The embedded corpus's split for the self-supervised stages when it has unlabeled audio
 (``manifests.synth --unlabeled-hours``): train's audio and the unlabeled hours."""

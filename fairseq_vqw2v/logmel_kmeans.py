@@ -20,6 +20,10 @@ MAX_FIT_FRAMES = 50_000
 
 SEED = 1
 
+FIT_SPLIT = "train"
+"""The split the baseline is fit on (the split measured itself when it has no manifest)."""
+
+
 def _squared_distances(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """N x D, K x D -> N x K squared Euclidean distances."""
     return (x.square().sum(1, keepdim=True) - 2 * x @ centroids.T

@@ -12,6 +12,7 @@ phone), unit purity = sum over phones of max over units (``hyp pur``), PNMI = I(
 H(phone) (``MI/H(ref)``: the share of phone uncertainty a unit removes).
 """
 
+import json
 import math
 import os
 from collections import Counter
@@ -25,8 +26,8 @@ from fairseq.examples.hubert.measure_teacher_quality import comp_norm_mutual_inf
 from .constants import FRAME_RATE, FRAME_STRIDE, SAMPLE_RATE
 from .data.alignments import ALIGN_EXT, frame_phone_lines, read_alignments
 from .data.manifest import read_manifest
-from .data.unit_files import SEPARATOR
-from .logmel_kmeans import MAX_FIT_FRAMES, SEED, fit_frames, kmeans_units, logmel_frames
+from .data.unit_files import SEPARATOR, usage_path
+from .logmel_kmeans import FIT_SPLIT, MAX_FIT_FRAMES, SEED, fit_frames, kmeans_units, logmel_frames
 from .modules.logmel import LogMelFilterbank
 from .modules.perplexity import perplexity
 
@@ -77,6 +78,20 @@ def plot_code_frequencies(counts: Counter, png_path: str, title: str = "unit fre
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
+
+
+def write_usage_report(dest: str, split: str, counts: Counter, num_vars: int, groups: int,
+                       phones: Optional[Dict] = None, title: str = "units") -> Dict:
+    """Writes ``{split}.usage.json`` (:func:`usage_stats`, with ``phones`` when given: the phone
+    measures against alignments) and ``{split}.usage.png`` (:func:`plot_code_frequencies`);
+    returns the stats."""
+    stats = usage_stats(counts, num_vars, groups)
+    if phones is not None:
+        stats["phones"] = phones
+    with open(usage_path(dest, split), "w") as f:
+        json.dump(stats, f, indent=2)
+    plot_code_frequencies(counts, usage_path(dest, split, "png"), f"{split} {title}")
+    return stats
 
 
 def frame_window(output_lengths, stride: int = FRAME_STRIDE, limit: int = SAMPLE_RATE) -> int:
@@ -173,7 +188,7 @@ def plot_cooccurrence(cooc: Cooccurrence, png_path: str, title: str = "phones x 
 
 
 def logmel_kmeans_baseline(manifest_dir: str, split: str, k: int, indices: Sequence[int],
-                           fit_split: str = "train", seed: int = SEED,
+                           fit_split: str = FIT_SPLIT, seed: int = SEED,
                            max_fit_frames: int = MAX_FIT_FRAMES,
                            cache: Optional[Dict[str, List[torch.Tensor]]] = None) -> Dict[str, float]:
     """Phone measures of K log-mel k-means clusters on the ``indices`` lines of ``split``, fit on

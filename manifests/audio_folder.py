@@ -27,14 +27,13 @@ import os
 import random
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.data.manifest import ManifestError, read_lines
 
 from .common import (
     Utterance,
     existing_folder,
     labelled,
     prep_parser,
-    read_lines,
     run_cli,
     write_manifests,
 )

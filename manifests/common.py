@@ -39,7 +39,6 @@ from fairseq_vqw2v.data.manifest import (
 )
 from fairseq_vqw2v.data.receptive_field import receptive_field
 from fairseq_vqw2v.data.text_norm import foreign_letters, normalize_words, words_to_letters
-from fairseq_vqw2v.data.text_files import decoding
 
 DEFAULT_MIN_SAMPLES = receptive_field(ast.literal_eval(LARGE_ENCODER))
 """Receptive field of the default vq-wav2vec encoder (465 samples): shorter files give no frame."""
@@ -91,21 +90,6 @@ def prep_parser(doc: str, root_help: str) -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="ROOT", help=root_help)
     add_common_args(parser)
     return parser
-
-
-def read_lines(path: str, what: str) -> List[str]:
-    """The lines of UTF-8 text file ``path``; a ``ManifestError`` naming it and ``what`` it is.
-
-    A byte order mark is dropped, and only ``\\n``, ``\\r\\n`` and ``\\r`` end lines: Unicode
-    separators (U+2028, U+0085, form feed) inside a transcript line stay in it, as whitespace.
-    """
-    try:
-        with decoding(path), open(path, encoding="utf-8-sig") as f:
-            text = f.read()
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read {what}: {e}") from e
-    lines = text.split("\n")  # open() already turned \r\n and \r into \n
-    return lines[:-1] if lines[-1] == "" else lines
 
 
 def existing_folder(path: str) -> str:

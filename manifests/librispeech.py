@@ -21,14 +21,13 @@ import glob
 import os
 from typing import Dict, List, Tuple
 
-from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.data.manifest import ManifestError, read_lines
 
 from .common import (
     Utterance,
     existing_folder,
     labelled,
     prep_parser,
-    read_lines,
     run_cli,
     write_manifests,
 )

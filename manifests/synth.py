@@ -58,7 +58,7 @@ from typing import List, NamedTuple, Tuple
 import soundfile as sf
 from tqdm import tqdm
 
-from fairseq_vqw2v.constants import PRETRAIN_SPLIT, SAMPLE_RATE
+from fairseq_vqw2v.constants import PRETRAIN_SPLIT, SAMPLE_RATE, SPLITS
 from fairseq_vqw2v.data.alignments import format_alignment
 from fairseq_vqw2v.data.manifest import write_split
 from fairseq_vqw2v.data.text_norm import words_to_letters
@@ -70,7 +70,6 @@ PITCH_VOICES = frozenset({"kal16", "awb", "slt"})
 STRETCH_RANGE = (0.85, 1.2)
 F0_SHIFT_RANGE = (0.85, 1.2)
 MIN_WORDS, MAX_WORDS = 4, 20
-SPLITS = ("train", "valid", "test")
 UNLABELED = "unlabeled"
 SPLIT_FILES = ("tsv", "wrd", "ltr", "phn", "align")
 """The files ``{split}.{ext}`` every manifest split has."""

@@ -23,7 +23,7 @@ import argparse
 import os
 from typing import Dict, List, Optional
 
-from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.data.manifest import ManifestError, read_lines
 from fairseq_vqw2v.data.text_norm import normalize_words, words_to_letters
 from fairseq_vqw2v.data.phones import FOLD_61_TO_39, fold_timit_phones
 
@@ -33,7 +33,6 @@ from .common import (
     Utterance,
     existing_folder,
     prep_parser,
-    read_lines,
     run_cli,
     write_manifests,
 )

@@ -22,14 +22,13 @@ import os
 import re
 from typing import List
 
-from fairseq_vqw2v.data.manifest import ManifestError
+from fairseq_vqw2v.data.manifest import ManifestError, read_lines
 
 from .common import (
     Utterance,
     existing_folder,
     labelled,
     prep_parser,
-    read_lines,
     run_cli,
     write_manifests,
 )

@@ -6,6 +6,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary
 
+from fairseq_vqw2v.data.text_files import write_dictionary
 from fairseq_vqw2v.data.unit_files import (
     UnitDictionary,
     UnitFileError,
@@ -16,7 +17,6 @@ from fairseq_vqw2v.data.unit_files import (
     read_dictionary_counts,
     read_unit_codes,
     tokens_to_codes,
-    write_dictionary,
     write_unit_lines,
 )
 

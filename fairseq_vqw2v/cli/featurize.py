@@ -53,10 +53,10 @@ from ..constants import FRAME_RATE
 from ..data.asr_dataset import UnitSource
 from ..data.audio_dataset import full_utterance_dataset
 from ..data.batching import length_batches, shard_batches
-from ..data.feature_files import merge_feature_shards, write_features
+from ..data.feature_files import features_path, merge_feature_shards, write_features
 from ..data.manifest import read_manifest
 from ..data.shards import output_folder, split_output
-from ..data.unit_files import check_unknown_units
+from ..data.unit_files import MAX_UNKNOWN_UNITS, check_unknown_units
 from ..models.frontends import wav2vec_c, wav2vec_dim
 from ..models.unit_bert import UnitBertFeaturizer
 from ..models.vq_wav2vec import load_quantizer, load_vq_wav2vec
@@ -162,8 +162,7 @@ def _featurize_split(args, split, featurizer, split_batches, what) -> str:
                        tqdm(computed, total=len(batches), desc=f"featurize {split}",
                             unit="batch"), indices,
                        layers=featurizer.layers if len(featurizer.frame_shape) == 2 else None)
-    written = os.path.join(output_folder(args.dest, split, args.shard, args.num_shards),
-                           f"{split}.feats.npy")
+    written = features_path(output_folder(args.dest, split, args.shard, args.num_shards), split)
     return (f"featurized {len(indices)} utterances of {split} "
             f"({sum(lengths[i] for i in indices)} frames, "
             f"{' x '.join(map(str, featurizer.frame_shape))}-dim, {what}) -> "
@@ -198,7 +197,7 @@ def parse_args(argv=None):
                         "output), a comma list or all (K layers: T x K x C, 100 x K x C x 2 bytes "
                         "per second of audio)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-unknown-units", type=float, default=0.05,
+    parser.add_argument("--max-unknown-units", type=float, default=MAX_UNKNOWN_UNITS,
                         help="largest share of units missing from BERT's dictionary (<unk>) "
                         "before featurizing stops: a quantizer and BERT that do not match")
     add_bf16_argument(parser)

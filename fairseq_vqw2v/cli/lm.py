@@ -19,6 +19,7 @@ import sys
 from typing import Callable, Dict, Optional, Tuple
 
 from . import run
+from ..decoding.lm_build import CHAR_DICT, CHAR_TEXT, LEXICON, NGRAM_ARPA, NGRAM_BINARY
 
 logger = logging.getLogger("fairseq_vqw2v.cli.lm")
 
@@ -54,12 +55,12 @@ def _ngram(args) -> str:
     words = corpus.ranked_words()
     _check_letters(words, args.corpus, args)
     os.makedirs(args.out_dir, exist_ok=True)
-    arpa = os.path.join(args.out_dir, "lm.arpa")
-    binary = os.path.join(args.out_dir, "lm.bin")
+    arpa = os.path.join(args.out_dir, NGRAM_ARPA)
+    binary = os.path.join(args.out_dir, NGRAM_BINARY)
     logger.info("%s: %d sentences, %d distinct words", args.corpus, len(corpus.lines), len(words))
     lm_build.build_arpa((t for _, t in corpus.lines), arpa, args.order, args.discount_fallback)
     lm_build.build_binary(arpa, binary)
-    lexicon = os.path.join(args.out_dir, "lexicon.txt")
+    lexicon = os.path.join(args.out_dir, LEXICON)
     n = _write_lexicon(words[: args.top] if args.top else words, lexicon)
     return (f"{args.order}-gram of {len(corpus.lines)} sentences: {binary} (ARPA {arpa}), "
             f"lexicon of {n} words: {lexicon}")
@@ -80,9 +81,9 @@ def _charlm_data(args) -> str:
     corpus = lm_build.read_corpus(args.corpus)
     _check_letters(corpus.ranked_words(), args.corpus, args)
     os.makedirs(args.out_dir, exist_ok=True)
-    text = os.path.join(args.out_dir, "train.txt")
+    text = os.path.join(args.out_dir, CHAR_TEXT)
     symbols = lm_build.write_char_corpus(corpus, text)
-    dictionary = os.path.join(args.out_dir, "dict.txt")
+    dictionary = os.path.join(args.out_dir, CHAR_DICT)
     lm_build.write_char_dictionary(symbols, dictionary)
     summary = f"char LM data of {len(corpus.lines)} sentences: {text}, {dictionary}"
     if args.char_order:

@@ -27,7 +27,6 @@ quantized in the same padded batch: run all shards on the same manifests with th
 """
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -45,10 +44,11 @@ from ..data.batching import length_batches, shard_batches
 from ..data.audio_checks import duration_summary
 from ..data.shards import shard_suffix, split_output
 from ..data.staged_output import staged_folder
-from ..data.unit_files import codes_to_tokens, merge_unit_shards, write_dictionary, write_unit_lines
+from ..data.text_files import write_dictionary
+from ..data.unit_files import codes_to_tokens, merge_unit_shards, unit_dict_path, unit_path, write_unit_lines
 from ..models.vq_wav2vec import codebook_shape, load_quantizer
 from ..precision import bf16_autocast
-from ..unit_quality import frame_window, phone_report, plot_code_frequencies, usage_stats
+from ..unit_quality import frame_window, phone_report, usage_stats, write_usage_report
 
 logger = logging.getLogger("fairseq_vqw2v.quantize")
 
@@ -95,17 +95,6 @@ def copy_labels(manifest_dir, dest, split):
     return copied
 
 
-def write_report(dest, split, counts, num_vars, groups, phones=None):
-    """``{split}.usage.json`` (+ ``phones``: ``unit_quality.phone_report``'s result) and the plot."""
-    stats = usage_stats(counts, num_vars, groups)
-    if phones is not None:
-        stats["phones"] = phones
-    with open(os.path.join(dest, f"{split}.usage.json"), "w") as f:
-        json.dump(stats, f, indent=2)
-    plot_code_frequencies(counts, os.path.join(dest, f"{split}.usage.png"), f"{split} units")
-    return stats
-
-
 def phone_summary(split, phones):
     units, base = phones["units"], phones["logmel_kmeans"]
     return (
@@ -133,7 +122,7 @@ def quantize(args):
             tokens = quantize_split(model, dataset, batches, args.device, split, args.bf16)
             with split_output(out, split, args.shard, args.num_shards, indices,
                               len(dataset)) as folder:
-                counts = write_unit_lines(os.path.join(folder, f"{split}.src"),
+                counts = write_unit_lines(unit_path(folder, split),
                                           (tokens[i] for i in indices))
             total.update(counts)
             sizes += dataset.sizes[indices].tolist()
@@ -143,11 +132,11 @@ def quantize(args):
                     args.manifest_dir, split, indices, [tokens[i] for i in indices], window,
                     os.path.join(out, f"{split}{suffix}.phones.png"), cache=logmel_cache,
                 )
-                write_report(out, split + suffix, counts, num_vars, groups, phones)
+                write_usage_report(out, split + suffix, counts, num_vars, groups, phones)
                 if phones is not None:
                     print(phone_summary(split + suffix, phones))
         if args.num_shards == 1:
-            write_dictionary(os.path.join(out, "dict.txt"), total)
+            write_dictionary(unit_dict_path(out), total)
     stats = usage_stats(total, num_vars, groups)
     written = os.path.join(args.dest, f"*{suffix}") if args.num_shards > 1 else args.dest
     print(

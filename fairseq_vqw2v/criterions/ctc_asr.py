@@ -22,7 +22,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..data.labels import LABEL_UNITS, ctc_blank
+from ..data.labels import LABEL_UNITS, UNIT_METRICS, ctc_blank
 from ..decoding.scoring import ErrorRates
 from ..decoding.viterbi import ViterbiDecoder
 from ._logging import count_bad_audio, log_bad_audio, logged_sum
@@ -123,7 +123,7 @@ class CtcAsrCriterion(FairseqCriterion):
         phones = total("unit_kind_is_phone") > 0
         for key in ("w_errors", "w_total", "u_errors", "u_total", "h_total"):
             metrics.log_scalar(f"_{key}", total(key))
-        unit = "per" if phones else "ler"
+        unit = UNIT_METRICS["phone" if phones else "letter"]
         metrics.log_derived(unit, lambda m: _percent(m["_u_errors"].sum, m["_u_total"].sum))
         metrics.log_derived("output_ratio", lambda m: _ratio(m["_h_total"].sum, m["_u_total"].sum))
         if not phones:

@@ -23,9 +23,9 @@ from fairseq.data import FairseqDataset, data_utils
 from ..constants import FRAME_STRIDE, SAMPLE_RATE
 from .audio_dataset import BAD_AUDIO, ManifestAudioDataset, drop_bad_audio
 from .batching import KeepLastBatchMixin
-from .feature_files import feature_index, feature_layers
+from .feature_files import feature_index, feature_layers, features_path, lengths_path
 from .manifest import ManifestError
-from .unit_files import read_unit_codes
+from .unit_files import read_unit_codes, unit_path
 
 
 class AudioSource:
@@ -48,19 +48,19 @@ class FeatureSource:
     """Frames ``offsets[i]:offsets[i + 1]`` of a ``{split}.feats.npy`` written by featurize."""
 
     def __init__(self, folder: str, split: str, expected: int):
-        if not os.path.exists(os.path.join(folder, f"{split}.lengths")):
+        if not os.path.exists(lengths_path(folder, split)):
             raise ManifestError(
-                f"{folder}/{split}.lengths: no features for split {split!r} "
+                f"{lengths_path(folder, split)}: no features for split {split!r} "
                 f"(write them with python -m fairseq_vqw2v.cli.featurize --splits {split})"
             )
         self.feats, self.offsets = feature_index(folder, split)
         if len(self.offsets) - 1 != expected:
             raise ManifestError(
-                f"{folder}/{split}.lengths: {len(self.offsets) - 1} utterances but the manifest "
-                f"has {expected}"
+                f"{lengths_path(folder, split)}: {len(self.offsets) - 1} utterances but the "
+                f"manifest has {expected}"
             )
         self.frames = np.diff(self.offsets)
-        self.path = os.path.join(folder, f"{split}.feats.npy")
+        self.path = features_path(folder, split)
         self.dim = self.feats.shape[-1]
         layers = feature_layers(folder, split)
         self.layers = tuple(layers) if layers else None
@@ -93,7 +93,7 @@ class UnitSource:
     """Codes (T x G) of the lines of a ``{split}.src`` unit file written by quantize."""
 
     def __init__(self, folder: str, split: str, expected: int):
-        path = os.path.join(folder, f"{split}.src")
+        path = unit_path(folder, split)
         if not os.path.exists(path):
             raise ManifestError(
                 f"{path}: no units for split {split!r} "

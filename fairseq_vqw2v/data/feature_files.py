@@ -16,6 +16,21 @@ import torch
 from .shards import finished_parts, manifest_order, remove_parts
 
 
+def features_path(folder: str, split: str) -> str:
+    """``{folder}/{split}.feats.npy``: a split's frames."""
+    return os.path.join(folder, f"{split}.feats.npy")
+
+
+def lengths_path(folder: str, split: str) -> str:
+    """``{folder}/{split}.lengths``: frames per utterance."""
+    return os.path.join(folder, f"{split}.lengths")
+
+
+def layers_path(folder: str, split: str) -> str:
+    """``{folder}/{split}.layers``: the BERT layers of features that hold several."""
+    return os.path.join(folder, f"{split}.layers")
+
+
 def write_features(dest: str, split: str, lengths: Sequence[int], frame_shape: Sequence[int],
                    batches: Iterable[Tuple[Sequence[int], List[torch.Tensor]]],
                    indices: Optional[Sequence[int]] = None,
@@ -41,7 +56,7 @@ def write_features(dest: str, split: str, lengths: Sequence[int], frame_shape: S
     written = [lengths[i] for i in indices]
     offsets = np.concatenate([[0], np.cumsum(written)]).astype(np.int64)
     os.makedirs(dest, exist_ok=True)
-    feats_path = os.path.join(dest, f"{split}.feats.npy")
+    feats_path = features_path(dest, split)
     # a run that fails leaves no partial .npy that a later run could take for a finished one
     tmp_path = feats_path + ".tmp.npy"
     try:
@@ -60,10 +75,10 @@ def write_features(dest: str, split: str, lengths: Sequence[int], frame_shape: S
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-    with open(os.path.join(dest, f"{split}.lengths"), "w") as f:
+    with open(lengths_path(dest, split), "w") as f:
         f.write("".join(f"{n}\n" for n in written))
     if layers is not None:
-        with open(os.path.join(dest, f"{split}.layers"), "w") as f:
+        with open(layers_path(dest, split), "w") as f:
             f.write(" ".join(map(str, layers)) + "\n")
     return feats_path
 
@@ -91,9 +106,9 @@ def merge_feature_shards(dest: str, split: str, num_shards: int) -> Tuple[str, L
 def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
     """Opens features written by :func:`write_features`: (T_total x C or T_total x K x C fp16
     memmap, offsets (N + 1,)), utterance i (manifest line i) being ``feats[offsets[i]:offsets[i + 1]]``."""
-    feats = np.load(os.path.join(dest, f"{split}.feats.npy"), mmap_mode="r")
+    feats = np.load(features_path(dest, split), mmap_mode="r")
     # not np.loadtxt, which warns on the empty file of a shard that got no batch
-    with open(os.path.join(dest, f"{split}.lengths")) as f:
+    with open(lengths_path(dest, split)) as f:
         lengths = np.array(f.read().split(), dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     if offsets[-1] != len(feats):
@@ -108,7 +123,7 @@ def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
 
 def feature_layers(dest: str, split: str) -> Optional[List[int]]:
     """The layer indices of K-layer features (``{split}.layers``), or None for one layer."""
-    path = os.path.join(dest, f"{split}.layers")
+    path = layers_path(dest, split)
     if not os.path.exists(path):
         return None
     with open(path) as f:

@@ -16,7 +16,7 @@ import torch
 from fairseq.data import Dictionary
 
 from .manifest import ManifestError, read_lines
-from .text_files import UndecodableTextError, decoding, load_dictionary
+from .text_files import UndecodableTextError, decoding, load_dictionary, write_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,15 @@ LER) and phones (PER)."""
 
 LABEL_KINDS = tuple(LABEL_UNITS)
 """The label file extensions, the choices of ``--labels``."""
+
+UNIT_METRICS = {"letter": "ler", "phone": "per"}
+"""Unit -> the name of its error rate: the metric the ``ctc_asr`` criterion logs on valid (what
+``--best-checkpoint-metric`` and the valid curves read), upper-cased in tables."""
+
+
+def error_metric(labels: str) -> str:
+    """The error rate's metric name (:data:`UNIT_METRICS`) of label files ``labels``."""
+    return UNIT_METRICS[LABEL_UNITS[labels]]
 
 
 def ctc_blank(dictionary: Dictionary) -> int:
@@ -73,11 +82,7 @@ def load_label_dictionary(data: str, labels: str, train_split: str = "train") ->
             counts.update(line.split())
     if not counts:
         raise ManifestError(f"{source}: no labels to build {path} from")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for symbol, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            f.write(f"{symbol} {n}\n")
-    os.replace(tmp, path)
+    write_dictionary(path, counts)
     logger.info(f"wrote {path}: {len(counts)} symbols from {source}")
     return Dictionary.load(path)
 

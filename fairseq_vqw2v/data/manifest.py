@@ -42,8 +42,9 @@ class Manifest:
 
 
 def read_lines(path: str, what: str) -> List[str]:
-    """The lines of a UTF-8 text file (a BOM dropped; only ``\n`` ends a line, so a stray
-    ``\r`` or Unicode separator stays visible to the checks); ``ManifestError`` when unreadable,
+    """The lines of a UTF-8 text file (a BOM dropped; only ``\n``, ``\r\n`` and ``\r`` end a line:
+    Unicode separators such as U+2028, which ``str.splitlines`` would split at, stay in the line);
+    ``ManifestError`` naming the file and ``what`` it is when unreadable,
     ``UndecodableTextError`` (``path:line``) when not UTF-8."""
     try:
         with decoding(path), open(path, encoding="utf-8-sig") as f:

@@ -14,8 +14,9 @@ starts and, with ``mask_stdev > 0``, a normal span length per start; the paper's
 that rule for comparison (it may draw no start at all on a short sequence).
 
 Of the masked positions, a fraction is then kept unchanged (``leave_unmasked_prob``) or replaced by a
-random unit (``random_token_prob``), as BERT's 80/10/10 rule; the paper describes plain masking, so
-both default to 0 in the task.
+random unit (``random_token_prob``), as BERT's 80/10/10 rule; the ``unit_mlm`` task defaults to
+``masked_lm``'s 0.1 and 0.1, the code path that trained the paper's BERT (the paper describes
+plain masking: both 0).
 """
 
 from typing import Optional, Tuple
@@ -23,6 +24,12 @@ from typing import Optional, Tuple
 import numpy as np
 
 SEMANTICS = ("paper", "fairseq")
+
+MASK_PROB = 0.05
+"""The paper's p: the probability of a span start per token."""
+
+SPAN_LENGTH = 10
+"""The paper's M: tokens per masked span."""
 
 
 def num_span_starts(
@@ -41,8 +48,8 @@ def num_span_starts(
 def span_mask(
     length: int,
     rng: np.random.Generator,
-    mask_prob: float = 0.05,
-    span: int = 10,
+    mask_prob: float = MASK_PROB,
+    span: int = SPAN_LENGTH,
     semantics: str = "paper",
     span_stdev: float = 0.0,
 ) -> np.ndarray:

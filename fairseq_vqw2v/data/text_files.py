@@ -1,4 +1,4 @@
-"""Text files that cannot be decoded, named by ``file:line``.
+"""Text files that cannot be decoded, named by ``file:line``; fairseq dictionaries read and written.
 
 Python's ``UnicodeDecodeError`` gives a byte position within whatever chunk the reader was
 decoding, and no file name. Every reader of our text files (manifests, labels, ``.src``,
@@ -6,6 +6,8 @@ decoding, and no file name. Every reader of our text files (manifests, labels, `
 turns it into an :class:`~fairseq_vqw2v.errors.InputError` naming the file, line and byte.
 """
 
+import os
+from collections import Counter
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -52,3 +54,14 @@ def load_dictionary(path: str) -> Dictionary:
         if isinstance(e.__context__, UnicodeError):
             raise undecodable(path) from None
         raise
+
+
+def write_dictionary(path: str, counts: Counter) -> None:
+    """A fairseq dictionary file (``dict.txt``, ``dict.ltr.txt``): ``symbol count`` lines, most
+    frequent first, ties by symbol, so the same counts always give the same indices; written
+    atomically."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for symbol, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            f.write(f"{symbol} {n}\n")
+    os.replace(tmp, path)

@@ -13,8 +13,8 @@ from ..errors import MissingInputError
 from .batching import KeepLastBatchMixin
 from .dedup import dedup_numpy
 from .manifest import check_split_name
-from .span_mask import corrupt, span_mask
-from .unit_files import UnitFileError, read_unit_file
+from .span_mask import MASK_PROB, SPAN_LENGTH, corrupt, span_mask
+from .unit_files import UnitFileError, read_unit_file, unit_dict_path, unit_path
 
 
 class UnitDataset(FairseqDataset):
@@ -105,10 +105,10 @@ def load_units(data_dir: str, split: str, dictionary: Dictionary,
         if dataset is None or len(dataset) == 0:
             raise UnitFileError(f"{bin_path}: no utterances (an empty or missing binarized split)")
         return StripEosDataset(dataset, dictionary.eos())
-    src = prefix + ".src"
+    src = unit_path(data_dir, split)
     if not os.path.exists(src):
         raise MissingInputError(f"{src}: no units for split {split!r} (nor {prefix}.bin)")
-    return UnitDataset.from_src(src, dictionary, max_unknown, os.path.join(data_dir, "dict.txt"))
+    return UnitDataset.from_src(src, dictionary, max_unknown, unit_dict_path(data_dir))
 
 
 class SpanMaskedUnitDataset(KeepLastBatchMixin, FairseqDataset):
@@ -134,8 +134,8 @@ class SpanMaskedUnitDataset(KeepLastBatchMixin, FairseqDataset):
         mask_idx: int,
         tokens_per_sample: int,
         seed: int = 1,
-        mask_prob: float = 0.05,
-        mask_length: int = 10,
+        mask_prob: float = MASK_PROB,
+        mask_length: int = SPAN_LENGTH,
         mask_stdev: float = 0.0,
         mask_semantics: str = "paper",
         leave_unmasked_prob: float = 0.0,

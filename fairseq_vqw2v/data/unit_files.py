@@ -23,13 +23,34 @@ from fairseq.data import Dictionary
 
 from ..errors import InputError, MissingInputError
 from .shards import finished_parts, manifest_order, remove_parts
-from .text_files import decoding, load_dictionary
+from .text_files import decoding, load_dictionary, write_dictionary
 
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "-"
 UNIT_TOKEN = re.compile(rf"^\d+({re.escape(SEPARATOR)}\d+)*$")
 MASK = "<mask>"
+MAX_UNKNOWN_UNITS = 0.05
+"""Default ``--max-unknown-units``: the largest share of units missing from a dictionary before
+:func:`check_unknown_units` stops (a few unseen codes are normal; more means mismatched files)."""
+UNIT_DICT = "dict.txt"
+"""A unit folder's dictionary: fairseq's name, which ``unit_mlm`` (like ``masked_lm``) reads."""
+
+
+def unit_path(folder: str, split: str) -> str:
+    """``{folder}/{split}.src``: a split's unit lines."""
+    return os.path.join(folder, f"{split}.src")
+
+
+def unit_dict_path(folder: str) -> str:
+    """``{folder}/dict.txt``: the dictionary of a folder's units."""
+    return os.path.join(folder, UNIT_DICT)
+
+
+def usage_path(folder: str, split: str, ext: str = "json") -> str:
+    """``{folder}/{split}.usage.{ext}``: the usage report of a split's units (``json``, written
+    with ``quantize --report`` and by ``logmel_units``) or its plot (``png``)."""
+    return os.path.join(folder, f"{split}.usage.{ext}")
 
 
 class UnitFileError(InputError):
@@ -135,15 +156,6 @@ def read_unit_file(path: str, dictionary: Dictionary, max_unknown: Optional[floa
     return tokens, np.asarray(offsets, dtype=np.int64)
 
 
-def write_dictionary(path: str, counts: Counter):
-    """fairseq ``dict.txt``: ``token count`` lines, most frequent first (ties by token)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        for token, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            f.write(f"{token} {n}\n")
-    os.replace(tmp, path)
-
-
 def read_dictionary_counts(path: str) -> Counter:
     """Token counts of a ``dict.txt``."""
     counts = Counter()
@@ -166,12 +178,12 @@ def merge_unit_shards(dest: str, splits: List[str], num_shards: int) -> Tuple[in
     for split, folders in parts.items():
         part_lines = []
         for folder in folders:
-            with open(os.path.join(folder, f"{split}.src")) as f:
+            with open(unit_path(folder, split)) as f:
                 part_lines.append(f.read().splitlines())
-        counts.update(write_unit_lines(os.path.join(dest, f"{split}.src"),
+        counts.update(write_unit_lines(unit_path(dest, split),
                                        (part_lines[p][j].split() for p, j in orders[split])))
         lines += len(orders[split])
-    write_dictionary(os.path.join(dest, "dict.txt"), counts)
+    write_dictionary(unit_dict_path(dest), counts)
     remove_parts(parts)
     return lines, counts
 

@@ -19,10 +19,14 @@ from typing import Iterable, List, Optional, Tuple
 from fairseq.data import Dictionary
 
 from fairseq_vqw2v.data.text_norm import normalize_words, words_to_letters
-from fairseq_vqw2v.data.text_files import decoding
+from fairseq_vqw2v.data.text_files import decoding, load_dictionary, write_dictionary
 from fairseq_vqw2v.decoding.lexicon import spell, unknown_labels
 
 logger = logging.getLogger(__name__)
+
+# the files ``cli.lm`` writes in its OUT_DIR, which reproduce's decode stages read
+NGRAM_ARPA, NGRAM_BINARY, LEXICON = "lm.arpa", "lm.bin", "lexicon.txt"
+CHAR_TEXT, CHAR_DICT = "train.txt", "dict.txt"
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KENLM_BIN = os.path.join(_REPO, "tools", "kenlm", "bin")
@@ -222,8 +226,5 @@ def write_char_corpus(corpus: Corpus, path: str) -> Counter:
 
 def write_char_dictionary(counts: Counter, path: str) -> Dictionary:
     """fairseq ``dict.txt`` of the char LM's symbols, most frequent first."""
-    dictionary = Dictionary()
-    for symbol, count in sorted(counts.items(), key=lambda c: (-c[1], c[0])):
-        dictionary.add_symbol(symbol, n=count)
-    dictionary.save(path)
-    return dictionary
+    write_dictionary(path, counts)
+    return load_dictionary(path)

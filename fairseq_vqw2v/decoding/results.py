@@ -9,10 +9,11 @@ import os
 import re
 from typing import Dict, List, Tuple
 
+from ..constants import EVAL_SPLITS
+from ..data.labels import LABEL_UNITS, error_metric
 from .scoring import ErrorRates, score
 
 DECODER_NAMES = {"viterbi": "no LM", "kenlm": "4-gram LM", "charlm": "char LM"}
-SPLITS = ("valid", "test")
 _LINE = re.compile(r"^([TH])-(\d+)\t(?:[^\t]*\t)?(.*)$")
 
 
@@ -36,7 +37,7 @@ def collect(root: str, labels: str) -> Dict[str, Dict[str, Dict[str, ErrorRates]
     results: Dict[str, Dict[str, Dict[str, ErrorRates]]] = {}
     for system in sorted(os.listdir(root)):
         for decoder in DECODER_NAMES:
-            for split in SPLITS:
+            for split in EVAL_SPLITS:
                 path = os.path.join(root, system, decoder, f"generate-{split}.txt")
                 if os.path.exists(path):
                     rates = score(*read_generate_output(path), labels)
@@ -54,11 +55,12 @@ def _cell(rates: ErrorRates) -> str:
 
 def format_table(results, labels: str) -> str:
     decoders = [d for d in DECODER_NAMES if any(d in r for r in results.values())]
-    unit = "LER / WER" if labels == "ltr" else "PER"
-    header = ["system"] + [f"{split} {DECODER_NAMES[d]} ({unit})" for d in decoders for split in SPLITS]
+    # letters spell words, so their rows carry WER too
+    unit = error_metric(labels).upper() + (" / WER" if LABEL_UNITS[labels] == "letter" else "")
+    header = ["system"] + [f"{split} {DECODER_NAMES[d]} ({unit})" for d in decoders for split in EVAL_SPLITS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for system, by_decoder in results.items():
-        cells = [_cell(by_decoder.get(d, {}).get(split)) for d in decoders for split in SPLITS]
+        cells = [_cell(by_decoder.get(d, {}).get(split)) for d in decoders for split in EVAL_SPLITS]
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ from typing import List, Optional
 import editdistance
 
 from fairseq_vqw2v.constants import WORD_BOUNDARY
-from fairseq_vqw2v.data.labels import LABEL_KINDS, LABEL_UNITS
+from fairseq_vqw2v.data.labels import LABEL_KINDS, LABEL_UNITS, UNIT_METRICS
 from fairseq_vqw2v.data.text_norm import words_to_letters
 from fairseq_vqw2v.data.phones import fold_timit_phones
 
@@ -112,7 +112,7 @@ class ErrorRates:
     @property
     def unit_name(self) -> str:
         """``'LER'`` or ``'PER'``: how tables call :attr:`uer`."""
-        return "LER" if self.unit_kind == "letter" else "PER"
+        return UNIT_METRICS[self.unit_kind].upper()
 
     def merge(self, other: "ErrorRates") -> "ErrorRates":
         """Counts of both (e.g. two shards of a test set); the unit kinds must agree."""

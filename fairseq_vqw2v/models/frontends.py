@@ -29,7 +29,6 @@ paths and SHA-256 instead.
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
@@ -37,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from ..data.feature_files import feature_index, feature_layers
-from ..data.unit_files import dictionary_codebook
+from ..data.unit_files import dictionary_codebook, unit_dict_path
 from ..modules.logmel import LogMelFilterbank
 from ..modules.masked_group_norm import frame_mask
 from .unit_bert import UnitBertFeaturizer, layer_numbers
@@ -141,7 +140,7 @@ class FrontendSpec:
             spec = replace(spec, feature_dim=int(feature_index(features, split)[0].shape[-1]),
                            feature_layers=tuple(layers) if layers else None)
         if spec.source == "units":
-            vars_, groups = dictionary_codebook(os.path.join(units_dir, "dict.txt"))
+            vars_, groups = dictionary_codebook(unit_dict_path(units_dir))
             spec = replace(spec, unit_vars=vars_, unit_groups=groups)
         if spec.needs_upstream:
             spec = replace(spec, upstream_sha256=checked_sha256(upstream, None, "--upstream", input))

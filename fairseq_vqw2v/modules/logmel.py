@@ -6,7 +6,11 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
+from fairseq_vqw2v.constants import FRAME_STRIDE, SAMPLE_RATE
 from fairseq_vqw2v.modules.masked_group_norm import frame_mask
+
+FRAME_SHIFT_MS = 1000.0 * FRAME_STRIDE / SAMPLE_RATE
+"""The default hop: the units' and conv encoder's 10 ms frames, so log-mel frames align with them."""
 
 INT16_SCALE = 32768.0
 """Kaldi's ``compute-fbank`` reads 16-bit PCM as int16 values; float audio in [-1, 1] times this."""
@@ -88,8 +92,9 @@ class LogMelFilterbank(nn.Module):
         norm_eps (float, optional): Added to the variance before the square root. (Default: ``1e-5``)
     """
 
-    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, frame_length_ms: float = 25.0,
-                 frame_shift_ms: float = 10.0, low_freq: float = 20.0, high_freq: float = 0.0,
+    def __init__(self, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 80,
+                 frame_length_ms: float = 25.0, frame_shift_ms: float = FRAME_SHIFT_MS,
+                 low_freq: float = 20.0, high_freq: float = 0.0,
                  preemphasis: float = 0.97, remove_dc_offset: bool = True,
                  input_scale: float = INT16_SCALE, normalize: bool = True, norm_eps: float = 1e-5):
         super().__init__()

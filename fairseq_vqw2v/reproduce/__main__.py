@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from ..constants import PRETRAIN_SPLIT
+from ..constants import PRETRAIN_SPLIT, SPLITS
 from .pipeline import (DEMO_SYSTEMS, PRESETS, Layout, build_seed_stages, chain_name, default_labels,
                        demo_stages, names_other_chain)
 from .stages import Runner, select, tool_path_env, write_commands
@@ -68,7 +68,7 @@ def corpus_summary(corpus: str) -> dict:
     from ..data.manifest import read_manifest
 
     facts = {"folder": corpus}
-    for split in ("train", "valid", "test", PRETRAIN_SPLIT):
+    for split in SPLITS + (PRETRAIN_SPLIT,):
         path = os.path.join(corpus, f"{split}.tsv")
         if os.path.exists(path):
             facts[split] = duration_summary([n for _, n in read_manifest(path).entries])

@@ -3,9 +3,11 @@
     python -m fairseq_vqw2v.reproduce.logmel_units --manifest-dir DATA --dest UNITS \\
         (--clusters K | --clusters-like OTHER_UNITS/train.usage.json) [--splits train,valid,test]
 
-fits k-means on log-mel frames of train through ``fairseq_vqw2v.logmel_kmeans``, as the quantize
-report's baseline does (same frames, seed and iterations, so ``--clusters-like`` the Gumbel units' report gives the
-baseline those units were measured against) and writes what the quantize CLI writes: per split
+fits k-means on log-mel frames of ``--fit-split`` through ``fairseq_vqw2v.logmel_kmeans``, as the
+quantize report's baseline does; with the defaults (``--fit-split train``, ``--seed`` 1, the
+report's) the same frames, seed and iterations, so ``--clusters-like`` the Gumbel units' report
+gives the baseline those units were measured against (``reproduce`` passes each chain's seed, so
+its other chains get their own draw). It writes what the quantize CLI writes: per split
 ``{split}.src`` (one token per 10 ms frame, single-group tokens such as ``37``) and
 ``{split}.usage.json`` (with ``phones``: PNMI and purity when ``{split}.align`` exists), and
 ``dict.txt`` over all splits, so unit_mlm and ``--input bert --units-dir`` read them as they are.
@@ -22,13 +24,14 @@ import torch
 
 from ..cli import run, split_name, split_names
 from ..data.manifest import read_manifest
-from ..data.unit_files import codes_to_tokens, write_dictionary, write_unit_lines
+from ..data.text_files import write_dictionary
+from ..data.unit_files import codes_to_tokens, unit_dict_path, unit_path, write_unit_lines
 from ..modules.logmel import LogMelFilterbank
 from ..data.alignments import ALIGN_EXT, frame_phone_lines, read_alignments
 from ..logmel_kmeans import (
-    MAX_FIT_FRAMES, SEED, assign_clusters, fit_centroids, fit_frames, logmel_frames,
+    FIT_SPLIT, MAX_FIT_FRAMES, SEED, assign_clusters, fit_centroids, fit_frames, logmel_frames,
 )
-from ..unit_quality import cooccurrence, phone_measures, plot_code_frequencies, usage_stats
+from ..unit_quality import cooccurrence, phone_measures, write_usage_report
 
 CHUNK_UTTERANCES = 256
 """Utterances whose log-mel frames are held at once while assigning clusters."""
@@ -64,19 +67,16 @@ def write_units(args) -> str:
     for split in args.splits:
         manifest_path = os.path.join(args.manifest_dir, f"{split}.tsv")
         lines = list(split_units(manifest_path, centroids, logmel))
-        counts = write_unit_lines(os.path.join(args.dest, f"{split}.src"), lines)
+        counts = write_unit_lines(unit_path(args.dest, split), lines)
         total.update(counts)
-        stats = usage_stats(counts, k, 1)
+        phones = None
         align_path = os.path.join(args.manifest_dir, f"{split}.{ALIGN_EXT}")
         if os.path.exists(align_path):
-            phones = frame_phone_lines(read_alignments(align_path), range(len(lines)),
-                                       [len(u) for u in lines], logmel.window_size, align_path)
-            stats["phones"] = {"units": phone_measures(cooccurrence(phones, lines, align_path))}
-        with open(os.path.join(args.dest, f"{split}.usage.json"), "w") as f:
-            json.dump(stats, f, indent=2)
-        plot_code_frequencies(counts, os.path.join(args.dest, f"{split}.usage.png"),
-                              f"{split} log-mel k-means units")
-    write_dictionary(os.path.join(args.dest, "dict.txt"), total)
+            frame_phones = frame_phone_lines(read_alignments(align_path), range(len(lines)),
+                                             [len(u) for u in lines], logmel.window_size, align_path)
+            phones = {"units": phone_measures(cooccurrence(frame_phones, lines, align_path))}
+        write_usage_report(args.dest, split, counts, k, 1, phones, "log-mel k-means units")
+    write_dictionary(unit_dict_path(args.dest), total)
     return (f"log-mel k-means ({k} clusters, fit on {sum(len(f) for f in fit)} frames of "
             f"{args.fit_split}): {sum(total.values())} tokens of {','.join(args.splits)}, "
             f"{len(total)} distinct -> {args.dest} in {time.time() - start:.1f} s")
@@ -93,7 +93,7 @@ def parse_args(argv=None):
     clusters.add_argument("--clusters", type=int, help="number of clusters K")
     clusters.add_argument("--clusters-like", metavar="USAGE_JSON",
                           help="as many clusters as this quantize report's distinct tokens")
-    parser.add_argument("--fit-split", type=split_name, default="train",
+    parser.add_argument("--fit-split", type=split_name, default=FIT_SPLIT,
                         help="split the k-means is fit on")
     parser.add_argument("--max-fit-frames", type=int, default=MAX_FIT_FRAMES,
                         help="frames to fit on")

@@ -26,13 +26,14 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
-from ..constants import PRETRAIN_SPLIT
-from ..data.labels import LABEL_KINDS
+from ..constants import EVAL_SPLITS, PRETRAIN_SPLIT, SPLITS
+from ..data.feature_files import lengths_path
+from ..data.labels import LABEL_KINDS, error_metric
+from ..data.unit_files import unit_dict_path, usage_path
+from ..decoding.lm_build import CHAR_DICT, CHAR_TEXT, LEXICON, NGRAM_BINARY
 from ..decoding.scoring import PLATEAU_OUTPUT_RATIO, below_plateau_bound
 from .stages import Command, Restart, Stage
 
-SPLITS = ("train", "valid", "test")
-EVAL_SPLITS = ("valid", "test")
 QUANTIZERS = ("gumbel", "kmeans")
 LOGMEL_UNITS = "logmel_kmeans"
 CHARLM_SYSTEM = "gumbel_bert"
@@ -388,7 +389,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
                       P("pretrain", q, "checkpoint_last.pt"), "--manifest-dir", corpus,
                       "--splits", ",".join(unit_splits), "--dest", dest, "--device", device,
                       "--report"])],
-            [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
+            [unit_dict_path(dest)] + [usage_path(dest, s) for s in SPLITS],
             inputs=[N(f"pretrain/{q}")],
         ))
     dest = P("units", LOGMEL_UNITS)
@@ -396,9 +397,9 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         N(f"units/{LOGMEL_UNITS}"), dest,
         [Command(["python", "-m", "fairseq_vqw2v.reproduce.logmel_units", "--manifest-dir", corpus,
                   "--splits", ",".join(unit_splits), "--dest", dest, "--seed", str(layout.seed),
-                  "--clusters-like", P("units", "gumbel", "train.usage.json"),
+                  "--clusters-like", usage_path(P("units", "gumbel"), "train"),
                   *(["--fit-split", ssl_split] if unlabeled else [])])],
-        [os.path.join(dest, "dict.txt")] + [os.path.join(dest, f"{s}.usage.json") for s in SPLITS],
+        [unit_dict_path(dest)] + [usage_path(dest, s) for s in SPLITS],
         inputs=[N("units/gumbel")],
     ))
 
@@ -428,8 +429,8 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
             N(f"features/{name}"), dest,
             [Command(["python", "-m", "fairseq_vqw2v.cli.featurize", *flags, "--manifest-dir",
                       corpus, "--split", s, "--dest", dest, "--device", device],
-                     creates=os.path.join(dest, f"{s}.lengths")) for s in SPLITS],
-            [os.path.join(dest, f"{s}.lengths") for s in SPLITS],
+                     creates=lengths_path(dest, s)) for s in SPLITS],
+            [lengths_path(dest, s) for s in SPLITS],
             inputs=inputs,
         ))
 
@@ -457,7 +458,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         # letters: the best checkpoint by LER, not WER. While a model cannot spell yet, its WER
         # exceeds 100 (inserted words) and the all-blank model of the first updates (WER 100)
         # would win; LER falls from the first letters it gets right.
-        metric = "ler" if labels == "ltr" else "per"
+        metric = error_metric(labels)
         for system, (flags, inputs) in system_inputs.items():
             writes_dict = system == "logmel" and first
             stages.append(_train_stage(
@@ -481,7 +482,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
             "lm/4gram", lm_dir,
             [Command(["python", "-m", "fairseq_vqw2v.cli.lm", "ngram", layout.lm_text, lm_dir,
                       "--order", "4", "--letter-dict", letter_dict, *preset.lm_flags])],
-            [os.path.join(lm_dir, "lm.bin"), os.path.join(lm_dir, "lexicon.txt")],
+            [os.path.join(lm_dir, NGRAM_BINARY), os.path.join(lm_dir, LEXICON)],
             inputs=corpus_inputs, after=["am/ltr/logmel"],  # which writes dict.ltr.txt if missing
         ))
         charlm_dir = layout.path("lm", "charlm")
@@ -489,10 +490,10 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         stages.append(Stage(
             "lm/charlm", charlm_dir,
             [Command(["python", "-m", "fairseq_vqw2v.cli.lm", "charlm-data", layout.lm_text,
-                      charlm_dir], creates=os.path.join(charlm_dir, "dict.txt")),
+                      charlm_dir], creates=os.path.join(charlm_dir, CHAR_DICT)),
              Command(["fairseq-preprocess", "--only-source", "--trainpref",
-                      os.path.join(charlm_dir, "train.txt"), "--srcdict",
-                      os.path.join(charlm_dir, "dict.txt"), "--destdir",
+                      os.path.join(charlm_dir, CHAR_TEXT), "--srcdict",
+                      os.path.join(charlm_dir, CHAR_DICT), "--destdir",
                       os.path.join(charlm_dir, "bin"), "--workers", "1"],
                      creates=os.path.join(charlm_dir, "bin", "train.idx")),
              Command(["fairseq-train", os.path.join(charlm_dir, "bin"), "--task", "language_modeling",
@@ -505,8 +506,8 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         ))
 
     # 6. decoding valid and test: greedy, and with the 4-gram tuned on valid
-    kenlm_flags = ["--lexicon", os.path.join(lm_dir, "lexicon.txt"),
-                   "--decoder-lm", os.path.join(lm_dir, "lm.bin"), "--beam", str(preset.beam)]
+    kenlm_flags = ["--lexicon", os.path.join(lm_dir, LEXICON),
+                   "--decoder-lm", os.path.join(lm_dir, NGRAM_BINARY), "--beam", str(preset.beam)]
     for labels in layout.labels:
         for system in system_inputs:
             am = P("am", labels, system, "checkpoint_best.pt")
@@ -527,7 +528,7 @@ def build_stages(layout: Layout, preset: Preset) -> List[Stage]:
         dest = P("decode", "ltr", f"{CHARLM_SYSTEM}_charlm")
         flags = ["--charlm-type", "fconv", "--decoder-lm",
                  os.path.join(layout.path("lm", "charlm", "ckpt"), "checkpoint_last.pt"),
-                 "--lexicon", os.path.join(lm_dir, "lexicon.txt"), "--beam", str(preset.charlm_beam)]
+                 "--lexicon", os.path.join(lm_dir, LEXICON), "--beam", str(preset.charlm_beam)]
         tuned = os.path.join(dest, "charlm.tuned.json")
         commands = [_tune(corpus, am, "charlm", flags, preset.charlm_lm_weights,
                           preset.charlm_word_scores, tuned)]

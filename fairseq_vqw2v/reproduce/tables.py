@@ -19,10 +19,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..data.dedup import dedup_numpy
-from ..data.labels import LABEL_KINDS
+from ..data.labels import LABEL_KINDS, error_metric
+from ..data.unit_files import unit_path, usage_path
 from ..decoding.results import collect, plot
 from ..decoding.scoring import PLATEAU_OUTPUT_RATIO
-from .pipeline import CHARLM_SYSTEM, EVAL_SPLITS, LOGMEL_UNITS, QUANTIZERS, SYSTEMS, names_other_chain
+from ..constants import EVAL_SPLITS
+from .pipeline import CHARLM_SYSTEM, LOGMEL_UNITS, QUANTIZERS, SYSTEMS, names_other_chain
 from .stages import log_records
 
 ROW_NAMES = {
@@ -136,7 +138,7 @@ def read_usage(out: str) -> Dict[str, Dict]:
     """Each unit inventory's train usage report (``units/{name}/train.usage.json``)."""
     usage = {}
     for name in QUANTIZERS + (LOGMEL_UNITS,):
-        path = os.path.join(out, "units", name, "train.usage.json")
+        path = usage_path(os.path.join(out, "units", name), "train")
         if os.path.exists(path):
             with open(path) as f:
                 usage[name] = json.load(f)
@@ -201,7 +203,7 @@ def plot_valid_curves(curves: Dict[str, Dict[str, List[Tuple[int, float]]]], png
             ax.plot(*zip(*points), color=colours.get(system), marker=".", alpha=0.8,
                     label=None if system in named else ROW_NAMES.get(system, system))
             named.add(system)
-        _label_update_axes(ax, f"acoustic models: valid {'LER' if labels == 'ltr' else 'PER'} (%)")
+        _label_update_axes(ax, f"acoustic models: valid {error_metric(labels).upper()} (%)")
     _save(fig, png_path)
     return True
 
@@ -228,7 +230,7 @@ def unigram_perplexity(units_dir: str, dedup_units: bool) -> Optional[float]:
     de-duplicated units, as a BERT trained with ``--dedup-units`` sees them."""
     def counts(split):
         total: Counter = Counter()
-        with open(os.path.join(units_dir, f"{split}.src"), encoding="utf-8", errors="replace") as f:
+        with open(unit_path(units_dir, split), encoding="utf-8", errors="replace") as f:
             for line in f:
                 tokens = np.array(line.split(), dtype=object)
                 total.update((dedup_numpy(tokens) if dedup_units else tokens).tolist())
@@ -421,9 +423,10 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
         lines += [f"## Seed spread: {len(chains)} chains (pretraining, units, BERT, features, "
                   "acoustic model), error rate mean ± standard deviation", "",
                   "The tables after this one are the first seed's chain.", ""]
-        for labels, unit in (("ltr", "LER"), ("phn", "PER")):
+        for labels in LABEL_KINDS:
             if any(results[labels]):
-                lines += [f"{unit} (%):", ""] + seed_table(results[labels], labels) + [""]
+                lines += ([f"{error_metric(labels).upper()} (%):", ""]
+                          + seed_table(results[labels], labels) + [""])
     if restarted:
         lines += ["## Acoustic models trained again", "",
                   "Their first run ended on CTC's all-blank plateau (its last validation's greedy "
@@ -452,10 +455,10 @@ def write_tables(out: str, config: Dict, corpus: Dict, times: Dict[str, float],
         lines += ["## BERTs: masked-LM perplexity on valid against the units' unigram perplexity",
                   ""] + bert + [""]
     plots = []
-    valid = {labels: {name: valid_curve(path, "ler" if labels == "ltr" else "per")
+    valid = {labels: {name: valid_curve(path, error_metric(labels))
                       for name, path in log_paths.items()
                       if name.split("/")[-3:-1] == ["am", labels]}
-             for labels in ("ltr", "phn")}
+             for labels in LABEL_KINDS}
     if plot_valid_curves(valid, os.path.join(out, "valid_curves.png")):
         plots.append("valid_curves.png (valid error rate of every acoustic model against updates, "
                      "one line per seed)")

@@ -17,7 +17,6 @@ into the same folder (``{split}.bin/.idx`` are preferred over ``{split}.src``).
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 from omegaconf import II, MISSING
@@ -27,9 +26,10 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from ..checkpoint import check_model_config
-from ..data.span_mask import SEMANTICS
+from ..data.span_mask import MASK_PROB, SEMANTICS, SPAN_LENGTH
 from ..data.unit_dataset import SpanMaskedUnitDataset, UnitDataset, load_units
-from ..data.unit_files import add_mask, dictionary_state, load_unit_dictionary
+from ..data.unit_files import (MAX_UNKNOWN_UNITS, add_mask, dictionary_state, load_unit_dictionary,
+                               unit_dict_path)
 from ..models.unit_bert import UNIT_DICTIONARY_STATE
 from ..models.unit_bert import UnitBertModel
 from ._common import AutocastTask, TrainingTaskConfig, check_training_run, is_train_split
@@ -60,9 +60,9 @@ class UnitMlmConfig(TrainingTaskConfig):
                   "masked_lm's rule, num spans = mask_prob * length / mask_length"},
     )
     mask_prob: float = field(
-        default=0.05, metadata={"help": "span start probability (paper) or masked_lm's mask_prob"}
+        default=MASK_PROB, metadata={"help": "span start probability (paper) or masked_lm's mask_prob"}
     )
-    mask_length: int = field(default=10, metadata={"help": "tokens per masked span (M)"})
+    mask_length: int = field(default=SPAN_LENGTH, metadata={"help": "tokens per masked span (M)"})
     mask_stdev: float = field(
         default=0.0, metadata={"help": "stdev of the span length (masked_lm's mask_stdev)"}
     )
@@ -82,7 +82,7 @@ class UnitMlmConfig(TrainingTaskConfig):
                   "its features back to 10 ms frames by the durations"},
     )
     max_unknown_units: float = field(
-        default=0.05,
+        default=MAX_UNKNOWN_UNITS,
         metadata={"help": "largest share of a .src file's units missing from dict.txt (<unk>) "
                   "before training stops: units and dictionary of different quantizers"},
     )
@@ -104,7 +104,7 @@ class UnitMlmTask(AutocastTask):
     @classmethod
     def setup_task(cls, cfg: UnitMlmConfig, **kwargs):
         check_training_run(cfg)
-        dictionary = load_unit_dictionary(os.path.join(cfg.data, "dict.txt"))
+        dictionary = load_unit_dictionary(unit_dict_path(cfg.data))
         logger.info(f"unit dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary)
 
