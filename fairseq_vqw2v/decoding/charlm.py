@@ -21,7 +21,7 @@ from torch import Tensor
 from fairseq import tasks
 from fairseq.data import Dictionary
 from fairseq.models.fconv_lm import FConvLanguageModel
-from fairseq.utils import apply_to_sample
+from fairseq.utils import apply_to_sample, split_paths
 from flashlight.lib.text.decoder import LM, LMState
 from flashlight.lib.text.dictionary import Dictionary as TokenDictionary
 from omegaconf import open_dict
@@ -108,7 +108,7 @@ def load_fconv_lm(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     candidates = [folder, os.path.dirname(folder)]
     if getattr(cfg.task, "data", None):
-        candidates.append(str(cfg.task.data).split(os.pathsep)[0])
+        candidates.append(split_paths(str(cfg.task.data))[0])
     data = next((d for d in candidates if os.path.isfile(os.path.join(d, "dict.txt"))), None)
     if data is None:
         raise FileNotFoundError(

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from fairseq.data import Dictionary, data_utils
+from fairseq.utils import split_paths
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
@@ -139,7 +140,7 @@ def find_dictionary(checkpoint: str, cfg) -> str:
     """The ``dict.txt`` of a checkpoint: beside it, else in its task's (first) data folder."""
     candidates = [os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "dict.txt")]
     if cfg.get("task") is not None and cfg["task"].get("data"):
-        candidates.append(os.path.join(str(cfg["task"]["data"]).split(":")[0], "dict.txt"))
+        candidates.append(os.path.join(split_paths(str(cfg["task"]["data"]))[0], "dict.txt"))
     found = next((p for p in candidates if os.path.exists(p)), None)
     if found is None:
         folders = sorted(set(map(os.path.dirname, candidates)))

@@ -24,7 +24,7 @@ from fairseq_vqw2v.models._arch import set_arch_defaults
 from fairseq_vqw2v.modules.contrastive import ContrastivePredictor
 from fairseq_vqw2v.modules.conv_aggregator import ConvAggregator
 from fairseq_vqw2v.modules.conv_encoder import ConvFeatureEncoder
-from fairseq_vqw2v.modules.gumbel_quantizer import GumbelQuantizer
+from fairseq_vqw2v.modules.gumbel_quantizer import GUMBEL_TEMP, GumbelQuantizer
 from fairseq_vqw2v.modules.kmeans_quantizer import KmeansQuantizer
 from fairseq_vqw2v.modules.layer_lists import WAV2VEC_LAYER_FIELDS, parse_layer_list
 from fairseq_vqw2v.modules.masked_group_norm import frame_mask
@@ -90,7 +90,7 @@ class VqWav2VecConfig(FairseqDataclass):
     vq_depth: int = field(default=1, metadata={"help": "layers of the Gumbel logit projection"})
     combine_groups: bool = field(default=False, metadata={"help": "one codebook shared by the groups"})
     vq_temp: Tuple[float, float, float] = field(
-        default=(2.0, 0.5, 0.999995),
+        default=GUMBEL_TEMP,
         metadata={"help": "Gumbel temperature (start, end, decay); decay is used only by 'exponential'"},
     )
     temp_schedule: TEMP_SCHEDULE_CHOICES = field(
@@ -349,7 +349,7 @@ def vq_wav2vec_gumbel(cfg):
         vq_depth=2,
         combine_groups=True,
         vq_vars=320,
-        vq_temp=(2.0, 0.5, 0.999995),
+        vq_temp=GUMBEL_TEMP,
         prediction_steps=12,
         num_negatives=10,
         cross_sample_negatives=0,

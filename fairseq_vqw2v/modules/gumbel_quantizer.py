@@ -10,6 +10,10 @@ from fairseq.modules import GumbelVectorQuantizer as FairseqGumbelVectorQuantize
 from ..precision import in_weight_precision
 from .perplexity import perplexity
 
+GUMBEL_TEMP = (2.0, 0.5, 0.999995)
+"""Gumbel temperature (start, end, exponential decay per update): fairseq's vq-wav2vec default
+and the paper's 2 -> 0.5."""
+
 
 def argmax_codes(logits: torch.Tensor) -> torch.Tensor:
     """``logits.argmax(-1)`` (the first maximum on ties); on CPU through numpy, whose kernel is
@@ -52,7 +56,7 @@ class GumbelQuantizer(FairseqGumbelVectorQuantizer):
         groups: int,
         combine_groups: bool,
         vq_dim: int,
-        temp: Tuple[float, float, float] = (2.0, 0.5, 0.999995),
+        temp: Tuple[float, float, float] = GUMBEL_TEMP,
         schedule: str = "exponential",
         anneal_updates: int = 0,
         activation: nn.Module = nn.GELU(),
