@@ -19,14 +19,15 @@ import sys
 from typing import Callable, Dict, Optional, Tuple
 
 from . import run
+from ..data.text_files import load_dictionary
+from ..decoding import lm_build
+from ..decoding.lexicon import write_lexicon
 from ..decoding.lm_build import CHAR_DICT, CHAR_TEXT, LEXICON, NGRAM_ARPA, NGRAM_BINARY
 
 logger = logging.getLogger("fairseq_vqw2v.cli.lm")
 
 
 def _letter_dict(args):
-    from fairseq_vqw2v.data.text_files import load_dictionary
-
     if args.letter_dict is None:
         return None
     if not os.path.isfile(args.letter_dict):
@@ -35,22 +36,16 @@ def _letter_dict(args):
 
 
 def _check_letters(words, source: str, args) -> None:
-    from fairseq_vqw2v.decoding import lm_build
-
     letters = _letter_dict(args)
     if letters is not None:
         lm_build.check_letters(words, source, letters, args.letter_dict)
 
 
 def _write_lexicon(words, path: str) -> int:
-    from fairseq_vqw2v.decoding.lexicon import write_lexicon
-
     return write_lexicon(path, (w for w, _ in words))
 
 
 def _ngram(args) -> str:
-    from fairseq_vqw2v.decoding import lm_build
-
     corpus = lm_build.read_corpus(args.corpus)
     words = corpus.ranked_words()
     _check_letters(words, args.corpus, args)
@@ -67,8 +62,6 @@ def _ngram(args) -> str:
 
 
 def _lexicon(args) -> str:
-    from fairseq_vqw2v.decoding import lm_build
-
     words = lm_build.lexicon_words(args.source, args.top)
     _check_letters(words, args.source, args)
     n = _write_lexicon(words, args.out)
@@ -76,8 +69,6 @@ def _lexicon(args) -> str:
 
 
 def _charlm_data(args) -> str:
-    from fairseq_vqw2v.decoding import lm_build
-
     corpus = lm_build.read_corpus(args.corpus)
     _check_letters(corpus.ranked_words(), args.corpus, args)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -112,11 +112,11 @@ def feature_index(dest: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
         lengths = np.array(f.read().split(), dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     if offsets[-1] != len(feats):
-        raise ValueError(f"{dest}/{split}.lengths sums to {offsets[-1]} frames but "
+        raise ValueError(f"{lengths_path(dest, split)} sums to {offsets[-1]} frames but "
                          f"{split}.feats.npy holds {len(feats)}")
     layers = feature_layers(dest, split)
     if feats.ndim == 3 and (layers is None or len(layers) != feats.shape[1]):
-        raise ValueError(f"{dest}/{split}.feats.npy holds {feats.shape[1]} layers per frame but "
+        raise ValueError(f"{features_path(dest, split)} holds {feats.shape[1]} layers per frame but "
                          f"{split}.layers names {layers}")
     return feats, offsets
 

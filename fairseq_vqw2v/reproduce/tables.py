@@ -18,12 +18,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..constants import EVAL_SPLITS
 from ..data.dedup import dedup_numpy
 from ..data.labels import LABEL_KINDS, error_metric
 from ..data.unit_files import unit_path, usage_path
 from ..decoding.results import collect, plot
 from ..decoding.scoring import PLATEAU_OUTPUT_RATIO
-from ..constants import EVAL_SPLITS
 from .pipeline import CHARLM_SYSTEM, LOGMEL_UNITS, QUANTIZERS, SYSTEMS, names_other_chain
 from .stages import log_records
 
